@@ -1,0 +1,7 @@
+//! One file per command, each with one entry function `run`.
+
+pub mod apply;
+pub mod check;
+pub mod plan;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,116 @@
+//! The batcher: reads a sync's rows to invoke from the changes table in chunks and groups
+//! them into invocations of one operation, up to the batch size and the request size
+//! limit. It runs on its own thread with its own connection and hands batches over a
+//! bounded channel, so rows are read only as fast as they are sent.
+
+use duckdb::arrow::array::{Array, AsArray};
+use duckdb::Connection;
+use tokio::sync::mpsc;
+
+use crate::manifest::Operation;
+use crate::plan::diff::CHANGES_TABLE;
+
+use super::payload::row_overhead;
+
+/// One row change to send.
+#[derive(Debug, Clone)]
+pub struct PlannedRow {
+    pub key: String,
+    pub operation: Operation,
+    /// The row's JSON text; for `removed`, its last acknowledged values.
+    pub row: String,
+    /// For `changed`, the JSON text of the values acknowledged before.
+    pub previous: Option<String>,
+    /// The fingerprint of `row` as decimal text; none for removals.
+    pub fingerprint: Option<String>,
+    pub idempotency_key: String,
+}
+
+impl PlannedRow {
+    /// Bytes this row adds to a request body.
+    pub fn size(&self) -> usize {
+        self.row.len() + self.previous.as_ref().map_or(0, String::len) + row_overhead(self)
+    }
+}
+
+/// What the batcher hands the dispatcher.
+#[derive(Debug)]
+pub enum Batched {
+    /// Rows to send in one invocation.
+    Batch(Vec<PlannedRow>),
+    /// A row larger than the request size limit on its own: it is rejected, never cut.
+    TooLarge(PlannedRow, usize),
+}
+
+/// How rows are grouped.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub rows: usize,
+    pub max_bytes: Option<usize>,
+    /// Bytes of a request besides its rows (operation, metadata).
+    pub envelope: usize,
+}
+
+/// Streams the rows of `sync` to invoke, operation by operation, in batches.
+pub fn read_batches(
+    conn: Connection,
+    sync: String,
+    limits: BatchLimits,
+    out: mpsc::Sender<Batched>,
+) -> duckdb::Result<()> {
+    for operation in Operation::ALL {
+        let mut statement = conn.prepare(&format!(
+            "SELECT key, row, previous_row, CAST(fingerprint AS VARCHAR), idempotency_key
+             FROM {CHANGES_TABLE} WHERE sync = ? AND invoke AND operation = ?"
+        ))?;
+        let mut batch: Vec<PlannedRow> = Vec::with_capacity(limits.rows);
+        let mut bytes = limits.envelope;
+        for chunk in statement.stream_arrow([sync.as_str(), operation.as_str()])? {
+            let chunk = chunk?;
+            let text = |column: usize| chunk.column(column).as_string::<i32>().clone();
+            let (keys, rows, previous, fingerprints, idempotency) =
+                (text(0), text(1), text(2), text(3), text(4));
+            for index in 0..chunk.num_rows() {
+                let row = PlannedRow {
+                    key: keys.value(index).to_string(),
+                    operation,
+                    row: rows.value(index).to_string(),
+                    previous: (!previous.is_null(index)).then(|| previous.value(index).to_string()),
+                    fingerprint: (!fingerprints.is_null(index))
+                        .then(|| fingerprints.value(index).to_string()),
+                    idempotency_key: idempotency.value(index).to_string(),
+                };
+                let size = row.size();
+                if let Some(max) = limits.max_bytes {
+                    if limits.envelope + size > max {
+                        if out
+                            .blocking_send(Batched::TooLarge(row, limits.envelope + size))
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    if !batch.is_empty() && bytes + size > max {
+                        if out.blocking_send(Batched::Batch(std::mem::take(&mut batch))).is_err() {
+                            return Ok(());
+                        }
+                        bytes = limits.envelope;
+                    }
+                }
+                bytes += size;
+                batch.push(row);
+                if batch.len() >= limits.rows {
+                    if out.blocking_send(Batched::Batch(std::mem::take(&mut batch))).is_err() {
+                        return Ok(());
+                    }
+                    bytes = limits.envelope;
+                }
+            }
+        }
+        if !batch.is_empty() && out.blocking_send(Batched::Batch(batch)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

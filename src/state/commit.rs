@@ -1,0 +1,173 @@
+//! Commits into the snapshot. Every commit is one transaction that moves rows from the
+//! planned changes into the snapshot (or out of it, for removals), clears them from the
+//! pending set, and bumps the sync's snapshot version so saved plans made before it are
+//! refused.
+
+use duckdb::Connection;
+
+use crate::model::json::quote_literal;
+use crate::plan::diff::CHANGES_TABLE;
+
+/// Commits the planned changes of `sync` that match the SQL predicate `filter` (over the
+/// columns of the changes table, such as `NOT invoke` or `key IN (…)`), and records the
+/// model's column set. Returns how many rows were committed.
+pub fn commit_planned(
+    conn: &Connection,
+    sync: &str,
+    filter: &str,
+    columns: &[(String, String)],
+) -> duckdb::Result<u64> {
+    let selected = format!(
+        "SELECT key FROM {CHANGES_TABLE} WHERE sync = {s} AND ({filter})",
+        s = quote_literal(sync)
+    );
+    let columns_json = serde_json::to_string(columns).expect("column names serialize");
+    let sql = format!(
+        "BEGIN TRANSACTION;
+         DELETE FROM state.snapshot WHERE sync = {s} AND key IN ({selected});
+         INSERT INTO state.snapshot
+             SELECT sync, key, fingerprint, row, now()::TIMESTAMP FROM {CHANGES_TABLE}
+             WHERE sync = {s} AND ({filter}) AND operation <> 'removed';
+         DELETE FROM state.pending WHERE sync = {s} AND key IN ({selected});
+         INSERT INTO state.syncs (sync, snapshot_version, columns, initialized_at, updated_at)
+             VALUES ({s}, 1, {c}, now()::TIMESTAMP, now()::TIMESTAMP)
+             ON CONFLICT (sync) DO UPDATE SET
+                 snapshot_version = snapshot_version + 1,
+                 columns = excluded.columns,
+                 updated_at = excluded.updated_at;
+         COMMIT;",
+        s = quote_literal(sync),
+        c = quote_literal(&columns_json),
+    );
+    let count: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {CHANGES_TABLE} WHERE sync = ? AND ({filter})"),
+        [sync],
+        |row| row.get(0),
+    )?;
+    if let Err(error) = conn.execute_batch(&sql) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error);
+    }
+    Ok(count as u64)
+}
+
+/// A row change the function acknowledged, as the journal records it.
+#[derive(Debug, Clone)]
+pub struct Acknowledged {
+    pub key: String,
+    pub operation: crate::manifest::Operation,
+    /// The fingerprint of the row sent, as DuckDB's decimal text; none for removals.
+    pub fingerprint: Option<String>,
+    pub row: String,
+}
+
+/// A row change that was rejected or failed, to be sent again.
+#[derive(Debug, Clone)]
+pub struct NotDelivered {
+    pub key: String,
+    pub operation: crate::manifest::Operation,
+    pub reason: String,
+    /// Attempts made in this run.
+    pub attempts: u32,
+}
+
+/// The outcome of one or more invocations of one sync, committed together.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub acknowledged: Vec<Acknowledged>,
+    pub not_delivered: Vec<NotDelivered>,
+}
+
+/// Commits invocation outcomes in one transaction: acknowledged changes are appended to
+/// the journal (folded into the snapshot by [`fold_journal`]); rows that were not
+/// delivered enter or update the pending set. The snapshot version moves, so saved plans
+/// made before this commit are refused.
+pub fn commit_outcomes(
+    conn: &Connection,
+    sync: &str,
+    run_id: &str,
+    outcomes: &Outcomes,
+) -> duckdb::Result<()> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| {
+        if !outcomes.acknowledged.is_empty() {
+            let mut appender = conn.appender_to_catalog_and_db("journal", "state", "main")?;
+            let micros = chrono::Utc::now().timestamp_micros();
+            let now = duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, micros);
+            for row in &outcomes.acknowledged {
+                appender.append_row(duckdb::params![
+                    sync,
+                    row.key,
+                    row.operation.as_str(),
+                    row.fingerprint,
+                    row.row,
+                    run_id,
+                    now.clone(),
+                ])?;
+            }
+            appender.flush()?;
+        }
+        if !outcomes.not_delivered.is_empty() {
+            let mut upsert = conn.prepare(
+                "INSERT INTO state.pending VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
+                 ON CONFLICT (sync, key) DO UPDATE SET
+                     operation = excluded.operation,
+                     reason = excluded.reason,
+                     attempts = attempts + excluded.attempts,
+                     last_failed_at = excluded.last_failed_at",
+            )?;
+            for row in &outcomes.not_delivered {
+                upsert.execute(duckdb::params![
+                    sync,
+                    row.key,
+                    row.operation.as_str(),
+                    row.reason,
+                    row.attempts
+                ])?;
+            }
+        }
+        conn.execute(
+            "UPDATE state.syncs SET snapshot_version = snapshot_version + 1, updated_at = now()::TIMESTAMP
+             WHERE sync = ?",
+            [sync],
+        )?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Folds the journal into the snapshot in one transaction: the last acknowledged change of
+/// each key replaces its snapshot row (or removes it), and those keys leave the pending
+/// set. Returns how many journal entries were folded.
+pub fn fold_journal(conn: &Connection) -> duckdb::Result<u64> {
+    let entries: i64 =
+        conn.query_row("SELECT count(*) FROM state.journal", [], |row| row.get(0))?;
+    if entries == 0 {
+        return Ok(0);
+    }
+    let sql = "BEGIN TRANSACTION;
+        CREATE OR REPLACE TEMP TABLE folded AS
+            SELECT * FROM state.journal
+            QUALIFY row_number() OVER (PARTITION BY sync, key ORDER BY committed_at DESC) = 1;
+        DELETE FROM state.snapshot AS s USING temp.folded AS f
+            WHERE s.sync = f.sync AND s.key = f.key;
+        INSERT INTO state.snapshot
+            SELECT sync, key, fingerprint, row, committed_at FROM temp.folded
+            WHERE operation <> 'removed';
+        DELETE FROM state.pending AS p USING temp.folded AS f
+            WHERE p.sync = f.sync AND p.key = f.key;
+        DELETE FROM state.journal;
+        DROP TABLE temp.folded;
+        COMMIT;";
+    if let Err(error) = conn.execute_batch(sql) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error);
+    }
+    Ok(entries as u64)
+}

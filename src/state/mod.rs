@@ -1,0 +1,115 @@
+//! The state database: a DuckDB file (`.rowcast/state.duckdb` by default) that holds, per
+//! sync, the snapshot of rows the function acknowledged, the rows left pending, and the
+//! version of the snapshot that plans refer to.
+//!
+//! rowcast works in one in-memory DuckDB connection with the state file attached as the
+//! catalog `state` and the warehouse attached beside it, so the diff and the commits are
+//! set-based SQL that DuckDB runs out of core.
+
+pub mod commit;
+pub mod lock;
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+
+pub use migrations::SCHEMA_VERSION;
+
+/// The catalog name the state file is attached as.
+pub const CATALOG: &str = "state";
+
+/// Errors opening or migrating the state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create the folder `{path}` for the state: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot open the state `{path}`: {source}. If another rowcast is running on this \
+         state, wait for it to finish"
+    )]
+    Open { path: PathBuf, source: duckdb::Error },
+    #[error(
+        "the state `{path}` has schema version {found}, newer than this rowcast knows \
+         ({known}); upgrade rowcast"
+    )]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("the state `{path}` could not be migrated to version {version}: {source}")]
+    Migrate { path: PathBuf, version: i64, source: duckdb::Error },
+    #[error("state query failed: {0}")]
+    Query(#[from] duckdb::Error),
+}
+
+/// How much memory DuckDB may use for its buffers before it spills to disk.
+pub const MEMORY_LIMIT: &str = "512MB";
+
+/// An open connection with the state attached and migrated.
+pub struct StateDb {
+    pub conn: Connection,
+    pub path: PathBuf,
+    /// Identifies this state file; a plan made against one state is refused by another.
+    pub state_id: String,
+}
+
+impl StateDb {
+    /// Opens (creating when missing) the state file at `path`, migrating it to the current
+    /// schema version.
+    pub fn open(path: &Path) -> Result<StateDb, StateError> {
+        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .map_err(|source| StateError::Folder { path: folder.to_path_buf(), source })?;
+        }
+        let open_error = |source| StateError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open_in_memory().map_err(open_error)?;
+        let temp = path.with_extension("tmp");
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{MEMORY_LIMIT}';
+             SET preserve_insertion_order = false;
+             SET temp_directory = {};
+             ATTACH {} AS {CATALOG};",
+            crate::model::json::quote_literal(&temp.to_string_lossy()),
+            crate::model::json::quote_literal(&path.to_string_lossy()),
+        ))
+        .map_err(open_error)?;
+        let state_id = migrations::migrate(&conn, path)?;
+        // Changes acknowledged by an apply that was stopped before it folded them in.
+        let folded = commit::fold_journal(&conn)?;
+        if folded > 0 {
+            tracing::info!(
+                entries = folded,
+                "folded acknowledged changes left by an earlier apply"
+            );
+        }
+        Ok(StateDb { conn, path: path.to_path_buf(), state_id })
+    }
+
+    /// The snapshot version of a sync: 0 before its first commit.
+    pub fn snapshot_version(&self, sync: &str) -> Result<i64, StateError> {
+        let version = self
+            .conn
+            .query_row("SELECT snapshot_version FROM state.syncs WHERE sync = ?", [sync], |row| {
+                row.get::<_, i64>(0)
+            })
+            .or_else(|error| match error {
+                duckdb::Error::QueryReturnedNoRows => Ok(0),
+                other => Err(other),
+            })?;
+        Ok(version)
+    }
+
+    /// The column set of the rows last committed for a sync, as `name TYPE` pairs, if
+    /// the sync has committed anything.
+    pub fn committed_columns(
+        &self,
+        sync: &str,
+    ) -> Result<Option<Vec<(String, String)>>, StateError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT columns FROM state.syncs WHERE sync = ?", [sync], |row| row.get(0))
+            .or_else(|error| match error {
+                duckdb::Error::QueryReturnedNoRows => Ok(None),
+                other => Err(other),
+            })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
