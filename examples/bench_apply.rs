@@ -205,9 +205,8 @@ fn batch(rowcast: &Path, options: &Options, rows: u64) -> anyhow::Result<BatchSu
         samples.push((applied, delivery_rate, wall_rate, wrk_rate));
     }
 
-    let pick = |f: &dyn Fn(&(Applied, f64, f64, f64)) -> f64| {
-        median_f64(&mut samples.iter().map(f).collect::<Vec<_>>())
-    };
+    let pick =
+        |f: &dyn Fn(&Sample) -> f64| median_f64(&mut samples.iter().map(f).collect::<Vec<_>>());
     Ok(BatchSummary {
         rows,
         committed: pick(&|s| s.0.committed as f64) as u64,
@@ -217,6 +216,9 @@ fn batch(rowcast: &Path, options: &Options, rows: u64) -> anyhow::Result<BatchSu
         peak_rss_kib: median_u64(&mut samples.iter().map(|s| s.0.peak_rss_kib).collect::<Vec<_>>()),
     })
 }
+
+/// One batch run: the apply, then its delivery, wall and wrk rates in rows/s.
+type Sample = (Applied, f64, f64, f64);
 
 fn print_batch_summary(summaries: &[BatchSummary], c: u32) {
     println!("\n### Batch-{BATCH_SIZE} delivery, medians (concurrency {c})\n");

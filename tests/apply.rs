@@ -274,7 +274,7 @@ fn a_second_apply_is_refused_by_the_lock_naming_the_holder() {
     assert!(first.wait().unwrap().success());
     assert_eq!(second.status.code(), Some(1));
     let message = stderr(&second);
-    assert!(message.contains(&format!("is locked by `rowcast apply` on host")), "{message}");
+    assert!(message.contains("is locked by `rowcast apply` on host"), "{message}");
     assert!(message.contains(&format!("(pid {pid}) since 20")), "{message}");
 }
 

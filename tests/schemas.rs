@@ -70,7 +70,7 @@ const SCHEMA_MISTAKES: &[&str] = &[
 fn check_jsonschema_rejects_each_schema_mistake() {
     for name in SCHEMA_MISTAKES {
         let file = format!("tests/manifests/broken/{name}.yaml");
-        let output = check_jsonschema("schemas/sync.schema.json", &[file.clone()]);
+        let output = check_jsonschema("schemas/sync.schema.json", std::slice::from_ref(&file));
         assert!(!output.status.success(), "check-jsonschema accepted {file}:\n{}", stdout(&output));
 
         let ours = rowcast(&repo(), &["validate", &file]);

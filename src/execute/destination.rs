@@ -71,12 +71,15 @@ impl HttpDestination {
         spec: &DestinationSpec,
         override_url: Option<&str>,
     ) -> Result<HttpDestination, DestinationError> {
-        let invalid = |message: String| DestinationError::Invalid { sync: sync.to_string(), message };
+        let invalid =
+            |message: String| DestinationError::Invalid { sync: sync.to_string(), message };
         let (url, auth, role) = match (override_url, spec) {
             (Some(url), _) => (url.to_string(), Auth::None, None),
-            (None, DestinationSpec::Http(http)) => {
-                (interpolate_env(&http.url).map_err(|e| invalid(e.to_string()))?, http.auth.clone(), None)
-            }
+            (None, DestinationSpec::Http(http)) => (
+                interpolate_env(&http.url).map_err(|e| invalid(e.to_string()))?,
+                http.auth.clone(),
+                None,
+            ),
             (None, DestinationSpec::GoogleCloudFunction(function)) => {
                 let url = function_url(function).map_err(invalid)?;
                 (url, function.auth.clone(), Some(role_of(function)))

@@ -81,7 +81,12 @@ impl Indexer {
     /// The pointer of a node that starts now, or `None` when it is a mapping key. Scalars
     /// are placed at once; a collection (`collection`) waits for its first child, and the
     /// root keeps the start of the file.
-    fn place_node(&mut self, mark: Marker, key_text: Option<&str>, collection: bool) -> Option<String> {
+    fn place_node(
+        &mut self,
+        mark: Marker,
+        key_text: Option<&str>,
+        collection: bool,
+    ) -> Option<String> {
         // yaml-rust2's lines are 1-based and its columns 0-based.
         let position = Position { line: mark.line().max(1), column: mark.col() + 1 };
         let values = &mut self.locations.values;

@@ -123,8 +123,7 @@ fn single_statement(sql: &str) -> Result<&str, ModelError> {
 /// Whether every `;` sits inside a string literal or a comment.
 fn semicolons_are_quoted(sql: &str) -> bool {
     let mut in_string = false;
-    let mut lines = sql.lines().peekable();
-    while let Some(line) = lines.next() {
+    for line in sql.lines() {
         let mut chars = line.chars().peekable();
         while let Some(c) = chars.next() {
             match c {

@@ -56,7 +56,10 @@ impl Recorder {
     pub fn serve_node(source: &Path, target: &str) -> Recorder {
         let mut command = Command::new(source.join("node_modules/.bin/functions-framework"));
         command.current_dir(source).arg(format!("--target={target}"));
-        Self::spawn(command, "the Node.js Functions Framework is installed by scripts/test.sh (npm ci)")
+        Self::spawn(
+            command,
+            "the Node.js Functions Framework is installed by scripts/test.sh (npm ci)",
+        )
     }
 
     /// Starts `command` on a free port (it must take `--port`) and waits until it listens.

@@ -329,7 +329,10 @@ fn invalid_grant(state: &Shared, why: String) -> Response {
 /// The OAuth token endpoint: a JWT-bearer grant signed by the service account's key, for
 /// this endpoint, yields an `id_token` (with `target_audience`) or an `access_token`
 /// (with `scope`).
-async fn token(State(state): State<Arc<Shared>>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(state): State<Arc<Shared>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let _guard = InFlight::enter(&state.seen);
     let delay = state.settings.lock().unwrap().grant_delay;
     tokio::time::sleep(delay).await;
@@ -411,7 +414,7 @@ async fn generate_id_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let issued = bearer.and_then(|t| state.access_tokens.lock().unwrap().get(t).copied());
-    if !issued.is_some_and(|exp| exp > now_secs()) {
+    if issued.is_none_or(|exp| exp <= now_secs()) {
         let body = json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }

@@ -43,7 +43,8 @@ pub enum Credential {
 
 /// Where a sync's Google ID tokens come from.
 pub(crate) enum Source {
-    KeyFile(KeyFile),
+    // Boxed: the key's signer is far larger than the other sources.
+    KeyFile(Box<KeyFile>),
     Metadata(MetadataServer),
     Impersonate(Impersonation),
 }
@@ -79,7 +80,7 @@ impl Credential {
                         )
                     })?,
                 };
-                (Source::KeyFile(KeyFile::load(sync, method, &path)?), audience)
+                (Source::KeyFile(Box::new(KeyFile::load(sync, method, &path)?)), audience)
             }
             Auth::MetadataServer { audience } => (metadata(sync, method)?, audience),
             Auth::Impersonate { service_account, audience } => {
@@ -169,7 +170,7 @@ impl Source {
 fn application_default(sync: &str, method: &'static str) -> Result<Source, AuthError> {
     match std::env::var(CREDENTIALS_VARIABLE) {
         Ok(path) if !path.trim().is_empty() => {
-            Ok(Source::KeyFile(KeyFile::load(sync, method, path.trim())?))
+            Ok(Source::KeyFile(Box::new(KeyFile::load(sync, method, path.trim())?)))
         }
         _ => metadata(sync, method),
     }
