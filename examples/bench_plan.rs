@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rowcast::model::json::{key_sql, quote_identifier, row_json_sql};
+use rowcast::model::json::{fingerprint_sql, key_sql, quote_identifier, row_json_sql};
 use rowcast::model::ModelSource;
 
 const SYNC: &str = "bench";
@@ -336,12 +336,13 @@ fn profile(rows: u64) -> anyhow::Result<()> {
 /// The statements of a plan of one sync, as `src/plan/diff.rs` runs them.
 fn plan_steps(key: &str, row: &str, from: &str, changes: &str) -> Vec<(&'static str, String)> {
     let sync = format!("'{SYNC}'");
+    let fingerprint = fingerprint_sql("row");
     vec![
         (
             "materialise the model (key, row JSON, md5 fingerprint)",
             format!(
                 "CREATE OR REPLACE TEMP TABLE plan_model AS
-                 SELECT key, row, CAST(md5_number(row) AS UHUGEINT) AS fingerprint
+                 SELECT key, row, {fingerprint} AS fingerprint
                  FROM (SELECT {key} AS key, {row} AS row FROM {from} AS m)"
             ),
         ),

@@ -21,8 +21,6 @@ pub struct PlannedRow {
     pub row: String,
     /// For `changed`, the JSON text of the values acknowledged before.
     pub previous: Option<String>,
-    /// The fingerprint of `row` as decimal text; none for removals.
-    pub fingerprint: Option<String>,
     pub idempotency_key: String,
 }
 
@@ -60,7 +58,7 @@ pub fn read_batches(
 ) -> duckdb::Result<()> {
     for operation in Operation::ALL {
         let mut statement = conn.prepare(&format!(
-            "SELECT key, row, previous_row, CAST(fingerprint AS VARCHAR), idempotency_key
+            "SELECT key, row, previous_row, idempotency_key
              FROM {CHANGES_TABLE} WHERE sync = ? AND invoke AND operation = ?"
         ))?;
         let mut batch: Vec<PlannedRow> = Vec::with_capacity(limits.rows);
@@ -68,16 +66,13 @@ pub fn read_batches(
         for chunk in statement.stream_arrow([sync.as_str(), operation.as_str()])? {
             let chunk = chunk?;
             let text = |column: usize| chunk.column(column).as_string::<i32>().clone();
-            let (keys, rows, previous, fingerprints, idempotency) =
-                (text(0), text(1), text(2), text(3), text(4));
+            let (keys, rows, previous, idempotency) = (text(0), text(1), text(2), text(3));
             for index in 0..chunk.num_rows() {
                 let row = PlannedRow {
                     key: keys.value(index).to_string(),
                     operation,
                     row: rows.value(index).to_string(),
                     previous: (!previous.is_null(index)).then(|| previous.value(index).to_string()),
-                    fingerprint: (!fingerprints.is_null(index))
-                        .then(|| fingerprints.value(index).to_string()),
                     idempotency_key: idempotency.value(index).to_string(),
                 };
                 let size = row.size();

@@ -318,12 +318,7 @@ fn judge(
 }
 
 fn acknowledged(row: PlannedRow) -> Acknowledged {
-    Acknowledged {
-        key: row.key,
-        operation: row.operation,
-        fingerprint: row.fingerprint,
-        row: row.row,
-    }
+    Acknowledged { key: row.key, operation: row.operation, row: row.row }
 }
 
 fn warn_unknown(sync: &str, keys: &[String], tally: &mut Tally) {

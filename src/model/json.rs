@@ -31,6 +31,13 @@
 
 use super::types::DuckType;
 
+/// The SQL expression of a row's fingerprint: the MD5 of its JSON text, as a 128-bit
+/// number. Every fingerprint is computed by this one expression, inside DuckDB, so a row
+/// is fingerprinted the same way when it is planned and when it is committed.
+pub fn fingerprint_sql(row_json: &str) -> String {
+    format!("CAST(md5_number({row_json}) AS UHUGEINT)")
+}
+
 /// Largest integer a JSON parser that uses doubles reads exactly.
 const MAX_SAFE_INTEGER: &str = "9007199254740991";
 

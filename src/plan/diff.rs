@@ -14,7 +14,7 @@ use duckdb::Connection;
 use super::{Counts, ExampleRow, Plan, SyncFailure, SyncOutcome, SyncPlan};
 use crate::manifest::sync::InitialSync;
 use crate::manifest::{Operation, Project, SyncSource};
-use crate::model::json::{key_sql, quote_identifier, quote_literal, row_json_sql};
+use crate::model::json::{fingerprint_sql, key_sql, quote_identifier, quote_literal, row_json_sql};
 use crate::model::{Column, ModelError, ModelSource};
 use crate::state::StateDb;
 
@@ -180,9 +180,10 @@ impl Planner<'_> {
         let typed: Vec<_> = columns.iter().map(|c| (c.name.clone(), c.ty.clone())).collect();
         let row = row_json_sql("m", &typed);
         let key = key_sql(&format!("m.{}", quote_identifier(key)));
+        let fingerprint = fingerprint_sql("row");
         let sql = format!(
             "CREATE OR REPLACE TEMP TABLE plan_model AS
-             SELECT key, row, CAST(md5_number(row) AS UHUGEINT) AS fingerprint
+             SELECT key, row, {fingerprint} AS fingerprint
              FROM (SELECT {key} AS key, {row} AS row FROM {from_sql} AS m)"
         );
         self.conn.execute_batch(&sql).map_err(ModelError::Sql)?;

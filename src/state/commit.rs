@@ -5,7 +5,7 @@
 
 use duckdb::Connection;
 
-use crate::model::json::quote_literal;
+use crate::model::json::{fingerprint_sql, quote_literal};
 use crate::plan::diff::CHANGES_TABLE;
 
 /// Commits the planned changes of `sync` that match the SQL predicate `filter` (over the
@@ -56,8 +56,6 @@ pub fn commit_planned(
 pub struct Acknowledged {
     pub key: String,
     pub operation: crate::manifest::Operation,
-    /// The fingerprint of the row sent, as DuckDB's decimal text; none for removals.
-    pub fingerprint: Option<String>,
     pub row: String,
 }
 
@@ -99,7 +97,6 @@ pub fn commit_outcomes(
                     sync,
                     row.key,
                     row.operation.as_str(),
-                    row.fingerprint,
                     row.row,
                     run_id,
                     now.clone(),
@@ -151,21 +148,26 @@ pub fn fold_journal(conn: &Connection) -> duckdb::Result<u64> {
     if entries == 0 {
         return Ok(0);
     }
-    let sql = "BEGIN TRANSACTION;
+    // The journal keeps the row text only: its fingerprint is computed here, in bulk, by
+    // the same expression the plan uses.
+    let fingerprint = fingerprint_sql("row");
+    let sql = format!(
+        "BEGIN TRANSACTION;
         CREATE OR REPLACE TEMP TABLE folded AS
             SELECT * FROM state.journal
             QUALIFY row_number() OVER (PARTITION BY sync, key ORDER BY committed_at DESC) = 1;
         DELETE FROM state.snapshot AS s USING temp.folded AS f
             WHERE s.sync = f.sync AND s.key = f.key;
         INSERT INTO state.snapshot
-            SELECT sync, key, fingerprint, row, committed_at FROM temp.folded
+            SELECT sync, key, {fingerprint}, row, committed_at FROM temp.folded
             WHERE operation <> 'removed';
         DELETE FROM state.pending AS p USING temp.folded AS f
             WHERE p.sync = f.sync AND p.key = f.key;
         DELETE FROM state.journal;
         DROP TABLE temp.folded;
-        COMMIT;";
-    if let Err(error) = conn.execute_batch(sql) {
+        COMMIT;"
+    );
+    if let Err(error) = conn.execute_batch(&sql) {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(error);
     }

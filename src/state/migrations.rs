@@ -31,12 +31,12 @@ const MIGRATIONS: &[&str] = &[
     );
     -- Acknowledged changes not yet folded into the snapshot: apply appends here, one
     -- transaction per group of invocations, and folds them in at its end (or the next
-    -- command folds them in, after a killed apply).
+    -- command folds them in, after a killed apply). The fingerprint of each row is
+    -- computed from its text when it is folded.
     CREATE TABLE state.journal (
         sync VARCHAR NOT NULL,
         key VARCHAR NOT NULL,
         operation VARCHAR NOT NULL,
-        fingerprint UHUGEINT,
         row VARCHAR NOT NULL,
         run_id VARCHAR NOT NULL,
         committed_at TIMESTAMP NOT NULL
