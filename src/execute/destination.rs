@@ -59,6 +59,8 @@ pub enum DestinationError {
 pub struct HttpDestination {
     client: reqwest::Client,
     url: String,
+    /// `url`, parsed once rather than for every invocation.
+    parsed: reqwest::Url,
     credential: Credential,
     role: Option<&'static str>,
 }
@@ -91,8 +93,10 @@ impl HttpDestination {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| invalid(format!("`{url}` is not a valid URL: {e}")))?;
         let credential = Credential::resolve(sync, &auth, &url, &client)?;
-        Ok(HttpDestination { client, url, credential, role })
+        Ok(HttpDestination { client, url, parsed, credential, role })
     }
 
     /// Obtains a credential now, so that credentials that do not work stop the sync
@@ -116,7 +120,7 @@ impl Destination for HttpDestination {
     async fn send(&self, body: Vec<u8>, timeout: Duration) -> Reply {
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.parsed.clone())
             .timeout(timeout)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);

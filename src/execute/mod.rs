@@ -168,11 +168,15 @@ fn apply_sync(
         envelope: envelope.size(),
     };
 
-    let committer = Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string());
+    let committer = Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string())
+        .context("cannot start the committer")?;
     let (sender, batches) = mpsc::channel(settings.concurrency * 2);
     let reader_conn = conn.try_clone()?;
     let sync_name = plan.name.clone();
-    let reader = std::thread::spawn(move || read_batches(reader_conn, sync_name, limits, sender));
+    let reader = std::thread::Builder::new()
+        .name("batcher".into())
+        .spawn(move || read_batches(reader_conn, sync_name, limits, sender))
+        .context("cannot start the batch reader")?;
 
     let mut progress = Progress::new(&plan.name, plan.invoke.total(), options.quiet);
     let tally = runtime.block_on(deliver(

@@ -78,13 +78,15 @@ pub struct Outcomes {
 
 /// Commits invocation outcomes in one transaction: acknowledged changes are appended to
 /// the journal (folded into the snapshot by [`fold_journal`]); rows that were not
-/// delivered enter or update the pending set. The snapshot version moves, so saved plans
-/// made before this commit are refused.
+/// delivered enter or update the pending set. The first commit of a run (`first`) moves the
+/// snapshot version, so saved plans made before the run are refused; later commits of the
+/// same run need not move it again, since no plan can be made while the run holds the state.
 pub fn commit_outcomes(
     conn: &Connection,
     sync: &str,
     run_id: &str,
     outcomes: &Outcomes,
+    first: bool,
 ) -> duckdb::Result<()> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| {
@@ -105,7 +107,7 @@ pub fn commit_outcomes(
             appender.flush()?;
         }
         if !outcomes.not_delivered.is_empty() {
-            let mut upsert = conn.prepare(
+            let mut upsert = conn.prepare_cached(
                 "INSERT INTO state.pending VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
                  ON CONFLICT (sync, key) DO UPDATE SET
                      operation = excluded.operation,
@@ -123,11 +125,13 @@ pub fn commit_outcomes(
                 ])?;
             }
         }
-        conn.execute(
+        if first {
+            conn.execute(
             "UPDATE state.syncs SET snapshot_version = snapshot_version + 1, updated_at = now()::TIMESTAMP
              WHERE sync = ?",
             [sync],
         )?;
+        }
         Ok(())
     })();
     match result {
