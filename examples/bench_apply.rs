@@ -18,6 +18,8 @@
 //! [--per-row ROWS] [--batch ROWS,ROWS] [--wrk-seconds S]` (defaults: 3 runs, 32, 300000,
 //! 1000000,10000000, 10). A count of 0 skips that scenario. Needs `wrk` on the PATH.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,11 +28,9 @@ use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use support::{median, run_measured, sibling_binary};
 
 const SYNC: &str = "bench";
-
-/// How long any one child process may run before it is killed and the benchmark fails.
-const DEADLINE: Duration = Duration::from_secs(1800);
 
 /// Rows per invocation in the batch scenario.
 const BATCH_SIZE: u64 = 1000;
@@ -139,7 +139,7 @@ fn per_row(rowcast: &Path, options: &Options) -> anyhow::Result<()> {
         rss.push(applied.peak_rss_kib);
     }
 
-    let (ours, theirs) = (median_f64(&mut ours), median_f64(&mut theirs));
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
     let payload = script.map_or(0, |s| s.1);
     println!(
         "\n| rows | C | payload | rowcast inv/s (median) | wrk req/s (median) | ratio | peak RSS |"
@@ -149,7 +149,7 @@ fn per_row(rowcast: &Path, options: &Options) -> anyhow::Result<()> {
         "| {} | {c} | {payload} B | {ours:.0} | {theirs:.0} | {:.0}% | {} MiB |",
         options.per_row,
         100.0 * ours / theirs,
-        median_u64(&mut rss) / 1024,
+        median(&mut rss) / 1024,
     );
     Ok(())
 }
@@ -205,15 +205,14 @@ fn batch(rowcast: &Path, options: &Options, rows: u64) -> anyhow::Result<BatchSu
         samples.push((applied, delivery_rate, wall_rate, wrk_rate));
     }
 
-    let pick =
-        |f: &dyn Fn(&Sample) -> f64| median_f64(&mut samples.iter().map(f).collect::<Vec<_>>());
+    let pick = |f: &dyn Fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
     Ok(BatchSummary {
         rows,
         committed: pick(&|s| s.0.committed as f64) as u64,
         delivery_rate: pick(&|s| s.1),
         wall_rate: pick(&|s| s.2),
         wrk_rate: pick(&|s| s.3),
-        peak_rss_kib: median_u64(&mut samples.iter().map(|s| s.0.peak_rss_kib).collect::<Vec<_>>()),
+        peak_rss_kib: median(&mut samples.iter().map(|s| s.0.peak_rss_kib).collect::<Vec<_>>()),
     })
 }
 
@@ -422,99 +421,6 @@ fn run_wrk(script: &Path, url: &str, connections: u32, seconds: u64) -> anyhow::
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .with_context(|| format!("no `Requests/sec:` in wrk's output:\n{text}"))?;
     Ok(WrkRun { requests_per_second: rate.trim().parse()? })
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------
-
-/// A finished child process: its stdout lines with when each arrived, wall time and peak
-/// resident memory.
-struct Measured {
-    lines: Vec<(Duration, String)>,
-    wall: Duration,
-    peak_rss_kib: u64,
-    exit_code: Option<i32>,
-}
-
-impl Measured {
-    fn text(&self) -> String {
-        self.lines.iter().map(|l| format!("{}\n", l.1)).collect()
-    }
-}
-
-/// Kills a child that was not reaped, so no process outlives an error.
-struct Reaper {
-    child: Child,
-    reaped: bool,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Runs `command` to its end (killing it past [`DEADLINE`]), reading its stdout as it
-/// comes, and reaps it with wait4 for its peak RSS.
-fn run_measured(command: &mut Command) -> anyhow::Result<Measured> {
-    let started = Instant::now();
-    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
-    let mut child = Reaper { child, reaped: false };
-    let stdout = child.child.stdout.take().context("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            lines.push((started.elapsed(), line));
-        }
-        lines
-    });
-
-    let pid = child.child.id() as libc::pid_t;
-    let (status, usage) = loop {
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting, without blocking, for our own child with valid pointers.
-        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if reaped == pid {
-            child.reaped = true;
-            break (status, usage);
-        }
-        anyhow::ensure!(reaped == 0, "wait4 failed: {}", std::io::Error::last_os_error());
-        anyhow::ensure!(started.elapsed() < DEADLINE, "{command:?} ran past {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let wall = started.elapsed();
-    let lines = reader.join().map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?;
-    let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    Ok(Measured { lines, wall, peak_rss_kib: usage.ru_maxrss as u64, exit_code })
-}
-
-/// The `rowcast` binary built beside this example.
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let release = exe.parent().and_then(Path::parent).context("no target folder")?;
-    let path = release.join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "build it first: cargo build --release --bin rowcast (missing {})",
-        path.display()
-    );
-    Ok(path)
-}
-
-fn median_f64(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn median_u64(values: &mut [u64]) -> u64 {
-    values.sort();
-    values[values.len() / 2]
 }
 
 // ---------------------------------------------------------------------------------------

@@ -14,19 +14,21 @@
 //! Usage: `cargo run --release --example bench_plan -- [ROWS...] [--runs N]`
 //! (default: 1000000 10000000, 3 runs each), or `-- --profile ROWS`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+// This benchmark reads exit codes and timings only, not the children's output.
+#[allow(dead_code)]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rowcast::model::json::{fingerprint_sql, key_sql, quote_identifier, row_json_sql};
 use rowcast::model::ModelSource;
+use rowcast::plan::diff::{changes_insert_sql, differing_keys_sql};
+use support::{median, run_measured, sibling_binary};
 
 const SYNC: &str = "bench";
-
-/// How long any one child process may run before it is killed and the benchmark fails.
-const DEADLINE: Duration = Duration::from_secs(1800);
 
 /// The two baselines: what each selects from the joined tables.
 const BARE_KEYS: &str = "m.id, s.key";
@@ -135,19 +137,6 @@ fn mib(kib: u64) -> String {
     format!("{} MiB", kib / 1024)
 }
 
-/// The `rowcast` binary built beside this example.
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let release = exe.parent().and_then(Path::parent).context("no target folder")?;
-    let path = release.join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "build it first: cargo build --release --bin rowcast (missing {})",
-        path.display()
-    );
-    Ok(path)
-}
-
 /// A project whose snapshot holds every row, then a warehouse where 10% of rows changed.
 fn setup(dir: &Path, rows: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("syncs"))?;
@@ -225,58 +214,18 @@ fn bare_join(dir: &Path, select: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Kills a child that was not reaped, so no process outlives an error.
-struct Reaper {
-    child: Child,
-    reaped: bool,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Wall time and peak RSS (KiB) of one child process, which must exit 0 within
-/// [`DEADLINE`]; its stdout is drained and dropped.
+/// [`support::DEADLINE`].
 fn measure(command: &mut Command) -> anyhow::Result<(Duration, u64)> {
-    let started = Instant::now();
-    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
-    let mut child = Reaper { child, reaped: false };
-    let stdout = child.child.stdout.take().context("no stdout")?;
-    let drain = std::thread::spawn(move || BufReader::new(stdout).lines().count());
-
-    let pid = child.child.id() as libc::pid_t;
-    let (status, usage) = loop {
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting, without blocking, for our own child with valid pointers.
-        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if reaped == pid {
-            child.reaped = true;
-            break (status, usage);
-        }
-        anyhow::ensure!(reaped == 0, "wait4 failed: {}", std::io::Error::last_os_error());
-        anyhow::ensure!(started.elapsed() < DEADLINE, "{command:?} ran past {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let elapsed = started.elapsed();
-    let _ = drain.join();
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    anyhow::ensure!(ok, "{command:?} failed with status {status}");
-    Ok((elapsed, usage.ru_maxrss as u64))
+    let run = run_measured(command)?;
+    anyhow::ensure!(run.exit_code == Some(0), "{command:?} failed: {:?}", run.exit_code);
+    Ok((run.wall, run.peak_rss_kib))
 }
 
 fn medians(samples: &[(Duration, u64)]) -> (Duration, u64) {
     let mut times: Vec<Duration> = samples.iter().map(|s| s.0).collect();
     let mut rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
-    times.sort();
-    rss.sort();
-    (times[times.len() / 2], rss[rss.len() / 2])
+    (median(&mut times), median(&mut rss))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -326,7 +275,9 @@ fn profile(rows: u64) -> anyhow::Result<()> {
     println!("| `plan_project` itself, same connection | {} | |", seconds(real));
 
     // Where time goes inside the two heaviest statements.
-    for (name, sql) in steps.iter().filter(|s| s.0.starts_with("materialise") || s.0 == "diff") {
+    for (name, sql) in
+        steps.iter().filter(|s| s.0.starts_with("materialise") || s.0.starts_with("diff"))
+    {
         let plan: String = conn.query_row(&format!("EXPLAIN ANALYZE {sql}"), [], |r| r.get(1))?;
         eprintln!("\nEXPLAIN ANALYZE of `{name}`:\n{plan}");
     }
@@ -353,30 +304,9 @@ fn plan_steps(key: &str, row: &str, from: &str, changes: &str) -> Vec<(&'static 
              GROUP BY key HAVING count(*) > 1)"
                 .into(),
         ),
-        (
-            "diff",
-            format!(
-                "INSERT INTO {changes}
-                 SELECT sync, key, operation, true, fingerprint, row, previous_row,
-                        md5(concat_ws(chr(0), sync, operation, key, row)) AS idempotency_key
-                 FROM (
-                    SELECT {sync} AS sync,
-                           coalesce(m.key, s.key) AS key,
-                           CASE WHEN s.key IS NULL THEN 'added'
-                                WHEN m.key IS NULL THEN 'removed'
-                                ELSE 'changed' END AS operation,
-                           m.fingerprint,
-                           coalesce(m.row, s.row) AS row,
-                           CASE WHEN m.key IS NOT NULL AND s.key IS NOT NULL
-                                THEN s.row END AS previous_row
-                    FROM temp.plan_model AS m
-                    FULL OUTER JOIN (SELECT key, fingerprint, row FROM state.snapshot
-                                     WHERE sync = {sync}) AS s
-                      ON m.key = s.key
-                    WHERE m.key IS NULL OR s.key IS NULL OR m.fingerprint <> s.fingerprint
-                 )"
-            ),
-        ),
+        ("diff: the keys that differ", differing_keys_sql(&sync)),
+        ("diff: their rows, into the changes table", changes_insert_sql(&sync, "true")),
+        ("drop the differing keys", "DROP TABLE temp.plan_diff".into()),
         (
             "counts",
             format!(

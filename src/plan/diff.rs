@@ -250,27 +250,10 @@ impl Planner<'_> {
         } else {
             format!("operation IN ({})", triggered.join(", "))
         };
-        let sql = format!(
-            "INSERT INTO {CHANGES_TABLE}
-             SELECT sync, key, operation, {invoke}, fingerprint, row, previous_row,
-                    md5(concat_ws(chr(0), sync, operation, key, row)) AS idempotency_key
-             FROM (
-                SELECT {sync} AS sync,
-                       coalesce(m.key, s.key) AS key,
-                       CASE WHEN s.key IS NULL THEN 'added'
-                            WHEN m.key IS NULL THEN 'removed'
-                            ELSE 'changed' END AS operation,
-                       m.fingerprint,
-                       coalesce(m.row, s.row) AS row,
-                       CASE WHEN m.key IS NOT NULL AND s.key IS NOT NULL THEN s.row END AS previous_row
-                FROM temp.plan_model AS m
-                FULL OUTER JOIN (SELECT key, fingerprint, row FROM state.snapshot WHERE sync = {sync}) AS s
-                  ON m.key = s.key
-                WHERE m.key IS NULL OR s.key IS NULL OR m.fingerprint <> s.fingerprint
-             )",
-            sync = quote_literal(name),
-        );
-        self.conn.execute_batch(&sql)?;
+        let sync = quote_literal(name);
+        self.conn.execute_batch(&differing_keys_sql(&sync))?;
+        self.conn.execute_batch(&changes_insert_sql(&sync, &invoke))?;
+        self.conn.execute_batch("DROP TABLE temp.plan_diff")?;
         Ok(())
     }
 
@@ -406,4 +389,44 @@ pub fn parse_operation(text: &str) -> Operation {
         "changed" => Operation::Changed,
         _ => Operation::Removed,
     }
+}
+
+// The diff runs in two steps: the keys that differ are found by joining keys and
+// fingerprints only, then only those keys fetch their row texts. Joining whole rows at
+// once would carry every row's text through the join's hash table.
+
+/// SQL that fills `temp.plan_diff` with the keys of sync `sync` (a SQL literal) that
+/// were added, changed or removed between `temp.plan_model` and the snapshot.
+pub fn differing_keys_sql(sync: &str) -> String {
+    format!(
+        "CREATE OR REPLACE TEMP TABLE plan_diff AS
+         SELECT coalesce(m.key, s.key) AS key,
+                CASE WHEN s.key IS NULL THEN 'added'
+                     WHEN m.key IS NULL THEN 'removed'
+                     ELSE 'changed' END AS operation
+         FROM (SELECT key, fingerprint FROM temp.plan_model) AS m
+         FULL OUTER JOIN (SELECT key, fingerprint FROM state.snapshot WHERE sync = {sync}) AS s
+           ON m.key = s.key
+         WHERE m.key IS NULL OR s.key IS NULL OR m.fingerprint <> s.fingerprint"
+    )
+}
+
+/// SQL that inserts the changes of `temp.plan_diff` into the changes table, with their
+/// rows, previous rows and idempotency keys; `invoke` is the SQL predicate (over
+/// `operation`) of the changes that invoke the function.
+pub fn changes_insert_sql(sync: &str, invoke: &str) -> String {
+    format!(
+        "INSERT INTO {CHANGES_TABLE}
+         SELECT sync, key, operation, {invoke}, fingerprint, row, previous_row,
+                md5(concat_ws(chr(0), sync, operation, key, row)) AS idempotency_key
+         FROM (
+            SELECT {sync} AS sync, d.key, d.operation, m.fingerprint,
+                   coalesce(m.row, s.row) AS row,
+                   CASE WHEN d.operation = 'changed' THEN s.row END AS previous_row
+            FROM temp.plan_diff AS d
+            LEFT JOIN temp.plan_model AS m ON m.key = d.key
+            LEFT JOIN (SELECT key, row FROM state.snapshot WHERE sync = {sync}) AS s
+              ON s.key = d.key
+         )"
+    )
 }
