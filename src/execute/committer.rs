@@ -27,6 +27,9 @@ pub struct Committer {
 impl Committer {
     /// Starts the writer on its own connection and thread.
     pub fn start(conn: Connection, sync: String, run_id: String) -> std::io::Result<Committer> {
+        // TODO: this queue is unbounded; when the writer falls behind, outcomes pile up in
+        // memory. It is one suspect for the growth of an apply's peak memory with the
+        // model size that BENCHMARKS.md reports; a bound would make the dispatcher wait.
         let (sender, receiver) = mpsc::channel::<Outcomes>();
         let thread = std::thread::Builder::new().name("committer".into()).spawn(move || {
             let mut last_start: Option<Instant> = None;
