@@ -110,9 +110,10 @@ fn per_row(rowcast: &Path, options: &Options) -> anyhow::Result<()> {
     let server = Server::start(&project.capture())?;
     println!("\n### Per-row delivery: {} rows, concurrency {c}\n", options.per_row);
     println!(
-        "| run | rowcast invocations | delivery | rowcast inv/s | rowcast peak RSS | wrk req/s |"
+        "| run | rowcast invocations | delivery | rowcast inv/s | rowcast CPU per invocation \
+         | rowcast peak RSS | wrk req/s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
 
     let (mut ours, mut theirs, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     let mut script = None;
@@ -127,8 +128,9 @@ fn per_row(rowcast: &Path, options: &Options) -> anyhow::Result<()> {
         let (lua, _) = script.as_ref().expect("made above");
         let wrk = run_wrk(lua, &server.url(), c, options.wrk_seconds)?;
         let rate = applied.invoked as f64 / applied.delivery.as_secs_f64();
+        let cpu_micros = applied.cpu.as_secs_f64() * 1e6 / applied.invoked.max(1) as f64;
         println!(
-            "| {run} | {} | {:.2} s | {rate:.0} | {} MiB | {:.0} |",
+            "| {run} | {} | {:.2} s | {rate:.0} | {cpu_micros:.1} µs | {} MiB | {:.0} |",
             applied.invoked,
             applied.delivery.as_secs_f64(),
             applied.peak_rss_kib / 1024,
@@ -256,6 +258,8 @@ struct Applied {
     /// The sync's duration from the apply summary: delivery and its commits.
     delivery: Duration,
     wall: Duration,
+    /// Processor time of the whole process, user and system.
+    cpu: Duration,
     peak_rss_kib: u64,
     invoked: u64,
     acknowledged: u64,
@@ -331,6 +335,7 @@ impl BenchProject {
             plan,
             delivery: Duration::from_secs_f64(seconds),
             wall: run.wall,
+            cpu: run.cpu,
             peak_rss_kib: run.peak_rss_kib,
             invoked: summary[1].parse()?,
             acknowledged: summary[2].parse()?,

@@ -11,11 +11,12 @@ use anyhow::Context;
 /// How long any one child process may run before it is killed and the benchmark fails.
 pub const DEADLINE: Duration = Duration::from_secs(1800);
 
-/// A finished child process: its stdout lines with when each arrived, wall time and peak
-/// resident memory.
+/// A finished child process: its stdout lines with when each arrived, wall time, processor
+/// time (user and system) and peak resident memory.
 pub struct Measured {
     pub lines: Vec<(Duration, String)>,
     pub wall: Duration,
+    pub cpu: Duration,
     pub peak_rss_kib: u64,
     pub exit_code: Option<i32>,
 }
@@ -74,7 +75,9 @@ pub fn run_measured(command: &mut Command) -> anyhow::Result<Measured> {
     let wall = started.elapsed();
     let lines = reader.join().map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?;
     let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    Ok(Measured { lines, wall, peak_rss_kib: usage.ru_maxrss as u64, exit_code })
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = time(usage.ru_utime) + time(usage.ru_stime);
+    Ok(Measured { lines, wall, cpu, peak_rss_kib: usage.ru_maxrss as u64, exit_code })
 }
 
 /// The binary `name` built beside the running example.

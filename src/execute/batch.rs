@@ -1,7 +1,9 @@
 //! The batcher: reads a sync's rows to invoke from the changes table in chunks and groups
 //! them into invocations of one operation, up to the batch size and the request size
 //! limit. It runs on its own thread with its own connection and hands batches over a
-//! bounded channel, so rows are read only as fast as they are sent.
+//! bounded channel, so rows are read only as fast as they are sent. Batches travel in
+//! groups of at least [`HANDOFF_ROWS`] rows, so with one row per invocation the two
+//! threads do not wake each other for every row.
 
 use duckdb::arrow::array::{Array, AsArray};
 use duckdb::Connection;
@@ -40,6 +42,40 @@ pub enum Batched {
     TooLarge(PlannedRow, usize),
 }
 
+/// The fewest rows handed to the dispatcher at once (but the last group).
+pub const HANDOFF_ROWS: usize = 256;
+
+/// How many groups the channel to the dispatcher holds, so about twice `concurrency`
+/// invocations wait for it, however many rows a group carries.
+pub fn handoff_capacity(concurrency: usize, batch_rows: usize) -> usize {
+    let per_group = HANDOFF_ROWS.div_ceil(batch_rows.max(1));
+    (concurrency * 2).div_ceil(per_group).max(2)
+}
+
+/// Batches waiting to be handed over as one group.
+struct Outbox {
+    out: mpsc::Sender<Vec<Batched>>,
+    ready: Vec<Batched>,
+    rows: usize,
+}
+
+impl Outbox {
+    /// Queues a batch; false when the dispatcher has gone.
+    fn push(&mut self, batched: Batched) -> bool {
+        self.rows += match &batched {
+            Batched::Batch(rows) => rows.len(),
+            Batched::TooLarge(..) => 1,
+        };
+        self.ready.push(batched);
+        self.rows < HANDOFF_ROWS || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        self.rows = 0;
+        self.ready.is_empty() || self.out.blocking_send(std::mem::take(&mut self.ready)).is_ok()
+    }
+}
+
 /// How rows are grouped.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -54,8 +90,9 @@ pub fn read_batches(
     conn: Connection,
     sync: String,
     limits: BatchLimits,
-    out: mpsc::Sender<Batched>,
+    out: mpsc::Sender<Vec<Batched>>,
 ) -> duckdb::Result<()> {
+    let mut outbox = Outbox { out, ready: Vec::new(), rows: 0 };
     for operation in Operation::ALL {
         let mut statement = conn.prepare(&format!(
             "SELECT key, row, previous_row, idempotency_key
@@ -78,16 +115,13 @@ pub fn read_batches(
                 let size = row.size();
                 if let Some(max) = limits.max_bytes {
                     if limits.envelope + size > max {
-                        if out
-                            .blocking_send(Batched::TooLarge(row, limits.envelope + size))
-                            .is_err()
-                        {
+                        if !outbox.push(Batched::TooLarge(row, limits.envelope + size)) {
                             return Ok(());
                         }
                         continue;
                     }
                     if !batch.is_empty() && bytes + size > max {
-                        if out.blocking_send(Batched::Batch(std::mem::take(&mut batch))).is_err() {
+                        if !outbox.push(Batched::Batch(std::mem::take(&mut batch))) {
                             return Ok(());
                         }
                         bytes = limits.envelope;
@@ -96,16 +130,17 @@ pub fn read_batches(
                 bytes += size;
                 batch.push(row);
                 if batch.len() >= limits.rows {
-                    if out.blocking_send(Batched::Batch(std::mem::take(&mut batch))).is_err() {
+                    if !outbox.push(Batched::Batch(std::mem::take(&mut batch))) {
                         return Ok(());
                     }
                     bytes = limits.envelope;
                 }
             }
         }
-        if !batch.is_empty() && out.blocking_send(Batched::Batch(batch)).is_err() {
+        if !batch.is_empty() && !outbox.push(Batched::Batch(batch)) {
             return Ok(());
         }
     }
+    outbox.flush();
     Ok(())
 }

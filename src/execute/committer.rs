@@ -1,15 +1,19 @@
-//! The single writer of an apply. Invocation outcomes arrive over a channel; whatever has
-//! queued while the previous transaction committed is committed together in the next one
-//! (group commit), so the state keeps up with thousands of invocations a second. Under
-//! load, transactions start at most every [`GATHER`], so each carries more outcomes and
-//! the writer leaves the processor to the invocations; an outcome waits at most that
-//! long, plus one transaction, before it is durable.
+//! The single writer of an apply. Invocation outcomes arrive over a bounded channel;
+//! whatever has queued while the previous transaction committed is committed together in
+//! the next one (group commit), so the state keeps up with thousands of invocations a
+//! second. Under load, transactions start at most every [`GATHER`], so each carries more
+//! outcomes and the writer leaves the processor to the invocations; an outcome waits at
+//! most that long, plus one transaction, before it is durable.
+//!
+//! The channel holds at most about [`QUEUED_ROWS`] rows: when the writer falls behind,
+//! the dispatcher waits to hand over its next outcome, and so starts no new invocation,
+//! which keeps an apply's memory bounded by the work in flight.
 
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use duckdb::Connection;
+use tokio::sync::mpsc;
 
 use crate::state::commit::{commit_outcomes, Outcomes};
 
@@ -18,6 +22,9 @@ use crate::state::commit::{commit_outcomes, Outcomes};
 /// outcomes of this window, which the next run sends again.
 pub const GATHER: Duration = Duration::from_millis(5);
 
+/// About how many rows of outcomes may wait for the writer.
+pub const QUEUED_ROWS: usize = 65_536;
+
 /// A running committer.
 pub struct Committer {
     sender: Option<mpsc::Sender<Outcomes>>,
@@ -25,16 +32,20 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer on its own connection and thread.
-    pub fn start(conn: Connection, sync: String, run_id: String) -> std::io::Result<Committer> {
-        // TODO: this queue is unbounded; when the writer falls behind, outcomes pile up in
-        // memory. It is one suspect for the growth of an apply's peak memory with the
-        // model size that BENCHMARKS.md reports; a bound would make the dispatcher wait.
-        let (sender, receiver) = mpsc::channel::<Outcomes>();
+    /// Starts the writer on its own connection and thread, for invocations of up to
+    /// `batch_rows` rows each.
+    pub fn start(
+        conn: Connection,
+        sync: String,
+        run_id: String,
+        batch_rows: usize,
+    ) -> std::io::Result<Committer> {
+        let capacity = (QUEUED_ROWS / batch_rows.max(1)).clamp(16, 4096);
+        let (sender, mut receiver) = mpsc::channel::<Outcomes>(capacity);
         let thread = std::thread::Builder::new().name("committer".into()).spawn(move || {
             let mut last_start: Option<Instant> = None;
             let mut first_commit = true;
-            while let Ok(mut group) = receiver.recv() {
+            while let Some(mut group) = receiver.blocking_recv() {
                 if let Some(wait) = last_start.and_then(|t| GATHER.checked_sub(t.elapsed())) {
                     std::thread::sleep(wait);
                 }
@@ -51,9 +62,13 @@ impl Committer {
         Ok(Committer { sender: Some(sender), thread: Some(thread) })
     }
 
-    /// Queues outcomes; false when the writer has stopped (its error comes from `finish`).
-    pub fn send(&self, outcomes: Outcomes) -> bool {
-        self.sender.as_ref().is_some_and(|s| s.send(outcomes).is_ok())
+    /// Queues outcomes, waiting while the queue is full; false when the writer has
+    /// stopped (its error comes from `finish`).
+    pub async fn send(&self, outcomes: Outcomes) -> bool {
+        match &self.sender {
+            Some(sender) => sender.send(outcomes).await.is_ok(),
+            None => false,
+        }
     }
 
     /// Waits until everything queued is committed.

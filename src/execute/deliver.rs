@@ -2,7 +2,7 @@
 //! concurrency gate and the rate limiter, are sent, classified, and their outcome goes to
 //! the committer; rows not delivered are retried under the sync's policy or left pending.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ pub async fn deliver<D: Destination>(
     destination: Arc<D>,
     envelope: Arc<Envelope>,
     settings: Settings,
-    mut batches: mpsc::Receiver<Batched>,
+    mut batches: mpsc::Receiver<Vec<Batched>>,
     committer: &Committer,
     progress: &mut Progress,
     mut stop: watch::Receiver<bool>,
@@ -92,15 +92,45 @@ pub async fn deliver<D: Destination>(
     let (retry_sender, mut retries) = mpsc::unbounded_channel::<Work>();
     let mut in_flight: JoinSet<Finished> = JoinSet::new();
     let mut sleeping: JoinSet<()> = JoinSet::new();
+    // Batches received from the batcher (which hands them over in groups) not yet started.
+    let mut ready: VecDeque<Batched> = VecDeque::new();
     let mut tally = Tally::default();
     let mut batches_done = false;
     let mut stopping = false;
     let task_stop = stop.clone();
 
     loop {
-        if in_flight.is_empty()
-            && (stopping || (batches_done && sleeping.is_empty() && retries.is_empty()))
-        {
+        // Start whatever there is room for: retries first, then new batches.
+        while in_flight.len() < settings.concurrency && !stopping {
+            let work = if let Ok(work) = retries.try_recv() {
+                work
+            } else {
+                match ready.pop_front() {
+                    Some(Batched::Batch(rows)) => {
+                        Work { rows, attempt: 1, schedule: settings.policy.schedule() }
+                    }
+                    Some(Batched::TooLarge(row, size)) => {
+                        tally.rejected += 1;
+                        progress.advance(0, 1);
+                        committer.send(too_large(row, size)).await;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            spawn(
+                &mut in_flight,
+                &destination,
+                &envelope,
+                &limiter,
+                &settings,
+                work,
+                &task_stop,
+                &mut tally,
+            );
+        }
+        let idle = batches_done && ready.is_empty() && sleeping.is_empty() && retries.is_empty();
+        if in_flight.is_empty() && (stopping || idle) {
             break;
         }
         let room = in_flight.len() < settings.concurrency && !stopping;
@@ -119,7 +149,7 @@ pub async fn deliver<D: Destination>(
                     stopping = true;
                 }
                 progress.advance(outcome.outcomes.acknowledged.len() as u64, outcome.outcomes.not_delivered.len() as u64);
-                if !committer.send(outcome.outcomes) {
+                if !committer.send(outcome.outcomes).await {
                     tracing::error!(sync = envelope.sync, "the committer stopped; no new invocations");
                     stopping = true;
                 }
@@ -135,21 +165,8 @@ pub async fn deliver<D: Destination>(
             Some(work) = retries.recv(), if room => {
                 spawn(&mut in_flight, &destination, &envelope, &limiter, &settings, work, &task_stop, &mut tally);
             }
-            next = batches.recv(), if room && !batches_done => match next {
-                Some(Batched::Batch(rows)) => {
-                    let work = Work { rows, attempt: 1, schedule: settings.policy.schedule() };
-                    spawn(&mut in_flight, &destination, &envelope, &limiter, &settings, work, &task_stop, &mut tally);
-                }
-                Some(Batched::TooLarge(row, size)) => {
-                    let reason = format!(
-                        "the row alone makes a request of {size} bytes, above `batching.max_request_bytes`; \
-                         it is never cut, so raise the limit or slim the model"
-                    );
-                    tally.rejected += 1;
-                    progress.advance(0, 1);
-                    let not_delivered = NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
-                    committer.send(Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered] });
-                }
+            next = batches.recv(), if room && !batches_done && ready.is_empty() => match next {
+                Some(group) => ready.extend(group),
                 None => batches_done = true,
             },
         }
@@ -174,7 +191,7 @@ pub async fn deliver<D: Destination>(
                     outcome.outcomes.acknowledged.len() as u64,
                     outcome.outcomes.not_delivered.len() as u64,
                 );
-                committer.send(outcome.outcomes);
+                committer.send(outcome.outcomes).await;
             }
         }
         in_flight.abort_all();
@@ -315,6 +332,17 @@ fn judge(
         }
     }
     judged
+}
+
+/// A row too large for one request on its own: rejected, never cut.
+fn too_large(row: PlannedRow, size: usize) -> Outcomes {
+    let reason = format!(
+        "the row alone makes a request of {size} bytes, above `batching.max_request_bytes`; \
+         it is never cut, so raise the limit or slim the model"
+    );
+    let not_delivered =
+        NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
+    Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered] }
 }
 
 fn acknowledged(row: PlannedRow) -> Acknowledged {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use self::batch::{read_batches, BatchLimits};
+use self::batch::{handoff_capacity, read_batches, BatchLimits};
 use self::committer::Committer;
 use self::deliver::{deliver, Settings, Tally};
 use self::destination::{Destination, HttpDestination};
@@ -168,9 +168,10 @@ fn apply_sync(
         envelope: envelope.size(),
     };
 
-    let committer = Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string())
-        .context("cannot start the committer")?;
-    let (sender, batches) = mpsc::channel(settings.concurrency * 2);
+    let committer =
+        Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string(), limits.rows)
+            .context("cannot start the committer")?;
+    let (sender, batches) = mpsc::channel(handoff_capacity(settings.concurrency, limits.rows));
     let reader_conn = conn.try_clone()?;
     let sync_name = plan.name.clone();
     let reader = std::thread::Builder::new()
