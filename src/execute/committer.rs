@@ -5,13 +5,14 @@
 //! the writer leaves the processor to the invocations; an outcome waits at most that
 //! long, plus one transaction, before it is durable.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use duckdb::Connection;
 
 use crate::state::commit::{commit_outcomes, Outcomes};
+use crate::state::write_back::WriteBack;
 
 /// The shortest time between the starts of two transactions. Each transaction costs about
 /// as much as a few hundred acknowledged rows, whatever its size; a kill loses at most the
@@ -25,8 +26,14 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer on its own connection and thread.
-    pub fn start(conn: Connection, sync: String, run_id: String) -> std::io::Result<Committer> {
+    /// Starts the writer on its own connection and thread. `write_back`, when the state
+    /// lives elsewhere, is told of each transaction, and an error of its stops the writer.
+    pub fn start(
+        conn: Connection,
+        sync: String,
+        run_id: String,
+        write_back: Option<Arc<dyn WriteBack>>,
+    ) -> std::io::Result<Committer> {
         // TODO: this queue is unbounded; when the writer falls behind, outcomes pile up in
         // memory. It is one suspect for the growth of an apply's peak memory with the
         // model size that BENCHMARKS.md reports; a bound would make the dispatcher wait.
@@ -45,6 +52,16 @@ impl Committer {
                 last_start = Some(Instant::now());
                 commit_outcomes(&conn, &sync, &run_id, &group, first_commit)?;
                 first_commit = false;
+                if let Some(Err(error)) = write_back.as_ref().map(|w| w.after_commit(&conn)) {
+                    // The deliveries see the writer stop; the apply's last write-back
+                    // reports the cause.
+                    tracing::error!(
+                        sync,
+                        error = format!("{error:#}"),
+                        "cannot write the state back"
+                    );
+                    break;
+                }
             }
             Ok(())
         })?;

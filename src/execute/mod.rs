@@ -168,8 +168,13 @@ fn apply_sync(
         envelope: envelope.size(),
     };
 
-    let committer = Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string())
-        .context("cannot start the committer")?;
+    let committer = Committer::start(
+        conn.try_clone()?,
+        plan.name.clone(),
+        run_id.to_string(),
+        workspace.write_back_hook(),
+    )
+    .context("cannot start the committer")?;
     let (sender, batches) = mpsc::channel(settings.concurrency * 2);
     let reader_conn = conn.try_clone()?;
     let sync_name = plan.name.clone();
