@@ -95,13 +95,14 @@ fn the_state_round_trips_through_the_bucket_across_empty_runners() {
 
 #[test]
 fn a_second_apply_on_another_runner_is_refused_naming_the_holder() {
-    // While one apply holds the lock object, another fails at once with its holder.
+    // While one apply holds the lock object, another fails at once with its holder, also
+    // long after the lock's time-to-live, since a live holder renews it.
     let emulator = Emulator::start();
     let server = TestServer::start(Duration::from_millis(100));
-    let state = emulator.state_block("team", "30s", "1m");
+    let state = emulator.state_block("team", "30s", "1s");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    gcs_project(one.path(), &state, 20, &server.url, "limits:\n  concurrency: 1\n");
-    gcs_project(two.path(), &state, 20, &server.url, "limits:\n  concurrency: 1\n");
+    gcs_project(one.path(), &state, 30, &server.url, "limits:\n  concurrency: 1\n");
+    gcs_project(two.path(), &state, 30, &server.url, "limits:\n  concurrency: 1\n");
 
     let mut first = Killed(Some(spawn_apply(one.path())));
     wait_until("the first invocation", Duration::from_secs(20), || !server.bodies().is_empty());
@@ -119,10 +120,16 @@ fn a_second_apply_on_another_runner_is_refused_naming_the_holder() {
     assert!(text.contains(&format!("(pid {pid})")) && text.contains("expires 20"), "{text}");
     assert!(text.contains("(live)"), "{text}");
 
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(first.child().try_wait().unwrap().is_none(), "the first apply still runs");
+    let late = apply(two.path());
+    assert_eq!(late.status.code(), Some(1), "the renewed lock still refuses");
+    assert!(stderr(&late).contains(&format!("(pid {pid})")), "{}", stderr(&late));
+
     assert!(first.child().wait().unwrap().success());
     let status = stdout(&rowcast(two.path(), &["lock", "status"]));
     assert!(status.contains("is free"), "{status}");
-    assert_eq!(server.bodies().len(), 20, "the refused apply sent nothing");
+    assert_eq!(server.bodies().len(), 30, "the refused applies sent nothing");
 }
 
 #[test]
@@ -254,6 +261,7 @@ fn a_killed_apply_loses_nothing_and_the_next_run_says_what_it_sends_again() {
     let repeats: usize = times_sent.values().map(|n| n - 1).sum();
     // Only what was acknowledged after the last write-back (at most 300 ms plus 500 ms
     // of margin, about 270 rows a second) and what was in flight is sent again.
+    eprintln!("{repeats} repeats of {sent_before_kill} invocations sent before the kill");
     assert!(repeats <= 260, "{repeats} repeats of {sent_before_kill} sent before the kill");
 
     let plan = common::TestProject { dir: second }.plan_json(&[]);

@@ -82,7 +82,7 @@ fn the_workflow_scripts_plan_apply_and_fail_on_thresholds_and_invalid_manifests(
     let plan = script("plan.sh", runner.path());
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     let comment = read(runner.path(), "comment.md");
-    assert!(comment.starts_with("<!-- rowcast-plan -->\n### rowcast plan\n"), "{comment}");
+    assert!(comment.starts_with("<!-- rowcast-plan -->\n### rowcast plan for"), "{comment}");
     assert!(comment.contains("crm_hydration") && comment.contains("60"), "{comment}");
 
     // Day 1: one customer has no email address (1 of 60 rejected, under the 2.5%
@@ -116,6 +116,7 @@ fn the_workflow_scripts_plan_apply_and_fail_on_thresholds_and_invalid_manifests(
     let plan = script("plan.sh", runner.path());
     assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
     let comment = read(runner.path(), "comment.md");
+    assert!(comment.starts_with("<!-- rowcast-plan -->\n### rowcast plan\n"), "{comment}");
     assert!(comment.contains("**The manifests are invalid; nothing was planned.**"), "{comment}");
     assert!(comment.contains("broken.yaml"), "{comment}");
 }

@@ -21,10 +21,10 @@ marker='<!-- rowcast-plan -->'
 write() { printf '%s\n' "$@" >> "$comment"; }
 fenced() { write '' '```' "$1" '```'; }
 
-printf '%s\n' "$marker" '### rowcast plan' > "$comment"
+printf '%s\n' "$marker" > "$comment"
 
 if ! validation=$("$rowcast" --project "$project" validate 2>&1); then
-    write '' '**The manifests are invalid; nothing was planned.**'
+    write '### rowcast plan' '' '**The manifests are invalid; nothing was planned.**'
     fenced "$validation"
     printf '%s\n' "$validation" >&2
     exit 1
@@ -35,18 +35,18 @@ trap 'rm -f "$errors"' EXIT
 plan=$("$rowcast" --project "$project" plan --format markdown --show-rows "$show_rows" \
     --detailed-exitcode 2>"$errors")
 code=$?
+cat "$errors" >&2
 case "$code" in
     0 | 2)
-        write '' "$plan"
+        write "$plan"
         [ "$code" -eq 0 ] && write '' '_Nothing to apply._'
         echo "the plan is in $comment"
         exit 0
         ;;
     *)
-        write '' '**The plan failed; fix it before merging.**'
+        write '### rowcast plan' '' '**The plan failed; fix it before merging.**'
         [ -n "$plan" ] && write '' "$plan"
         fenced "$(cat "$errors")"
-        cat "$errors" >&2
         exit 1
         ;;
 esac
