@@ -101,8 +101,8 @@ fn a_second_apply_on_another_runner_is_refused_naming_the_holder() {
     let server = TestServer::start(Duration::from_millis(100));
     let state = emulator.state_block("team", "30s", "1s");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    gcs_project(one.path(), &state, 30, &server.url, "limits:\n  concurrency: 1\n");
-    gcs_project(two.path(), &state, 30, &server.url, "limits:\n  concurrency: 1\n");
+    gcs_project(one.path(), &state, 50, &server.url, "limits:\n  concurrency: 1\n");
+    gcs_project(two.path(), &state, 50, &server.url, "limits:\n  concurrency: 1\n");
 
     let mut first = Killed(Some(spawn_apply(one.path())));
     wait_until("the first invocation", Duration::from_secs(20), || !server.bodies().is_empty());
@@ -129,7 +129,7 @@ fn a_second_apply_on_another_runner_is_refused_naming_the_holder() {
     assert!(first.child().wait().unwrap().success());
     let status = stdout(&rowcast(two.path(), &["lock", "status"]));
     assert!(status.contains("is free"), "{status}");
-    assert_eq!(server.bodies().len(), 30, "the refused applies sent nothing");
+    assert_eq!(server.bodies().len(), 50, "the refused applies sent nothing");
 }
 
 #[test]
