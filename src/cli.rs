@@ -58,11 +58,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, warnings and errors only unless `ROWCAST_LOG` says otherwise (as
-/// `RUST_LOG` would, such as `info` or `rowcast=debug`).
+/// Logs go to stderr: rowcast's warnings and errors only, unless `ROWCAST_LOG` says
+/// otherwise (as `RUST_LOG` would, such as `info` or `rowcast=debug,gcp_auth=debug`). The
+/// libraries' own retries stay out of sight; their final errors reach the user anyway.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(LOG_VARIABLE)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("rowcast=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

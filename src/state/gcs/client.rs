@@ -329,7 +329,15 @@ impl Bucket {
     }
 
     fn failed(&self, action: &'static str, name: &str, error: reqwest::Error) -> GcsError {
-        GcsError::Unreachable { action, object: self.address(name), problem: error.to_string() }
+        // reqwest's own sentence hides the cause (DNS, refused, TLS) in its sources.
+        let error = error.without_url();
+        let mut problem = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            problem.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        GcsError::Unreachable { action, object: self.address(name), problem }
     }
 }
 
