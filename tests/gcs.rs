@@ -80,11 +80,19 @@ fn the_state_round_trips_through_the_bucket_across_empty_runners() {
     assert!(emulator.object(STATE).is_some(), "the state was written back");
     assert!(emulator.object(LOCK).is_none(), "the lock was released");
 
-    // A second runner plans nothing; then only the new rows are sent.
+    // A second runner plans nothing, without the lock and without writing anything back;
+    // then only the new rows are sent.
+    let written = emulator.object(STATE).unwrap().1;
     let second = tempfile::tempdir().unwrap();
     gcs_project(second.path(), &state, 30, &server.url, "");
-    let plan = common::TestProject { dir: second }.plan_json(&[]);
+    let second = common::TestProject { dir: second };
+    let plan = second.plan_json(&[]);
     assert_eq!(counts(&plan, "s"), (0, 0, 0, 0, 0), "{plan}");
+    assert_eq!(emulator.object(STATE).unwrap().1, written, "plan wrote nothing back");
+    let copies = second.path().join(".rowcast/gcs/rowcast-state/team");
+    let left: Vec<_> =
+        std::fs::read_dir(&copies).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "plan removed its read-only copy: {left:?}");
 
     let third = tempfile::tempdir().unwrap();
     gcs_project(third.path(), &state, 35, &server.url, "");
@@ -266,4 +274,34 @@ fn a_killed_apply_loses_nothing_and_the_next_run_says_what_it_sends_again() {
 
     let plan = common::TestProject { dir: second }.plan_json(&[]);
     assert_eq!(counts(&plan, "s"), (0, 0, 0, 0, 0), "every row is in the bucket's snapshot");
+}
+
+#[test]
+fn a_cancelled_apply_writes_back_what_was_acknowledged_and_releases_the_lock() {
+    // SIGTERM, as a cancelled CI job gets: the apply commits, writes the state back and
+    // releases the lock, so the next runner goes on at once and sends only the rest.
+    let emulator = Emulator::start();
+    let server = TestServer::start(Duration::from_millis(20));
+    let state = emulator.state_block("team", "30s", "15m");
+    let extra = "limits:\n  concurrency: 2\n";
+    let first = tempfile::tempdir().unwrap();
+    gcs_project(first.path(), &state, 400, &server.url, extra);
+
+    let mut child = Killed(Some(spawn_apply(first.path())));
+    wait_until("some deliveries", Duration::from_secs(20), || server.bodies().len() >= 50);
+    // SAFETY: signalling the child this test spawned.
+    unsafe { libc::kill(child.child().id() as i32, libc::SIGTERM) };
+    let output = child.output();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(emulator.object(LOCK).is_none(), "the lock was released");
+    let sent = server.bodies().len();
+    assert!(sent < 400, "the apply stopped early");
+
+    let second = tempfile::tempdir().unwrap();
+    gcs_project(second.path(), &state, 400, &server.url, extra);
+    let output = apply(second.path());
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(!log.contains("stopped before it finished"), "a cancelled run finished: {log}");
+    assert_eq!(server.bodies().len(), 400, "the rest, and only the rest, sent by the next run");
 }
