@@ -147,7 +147,8 @@ pub struct GcsState {
     generation: Mutex<i64>,
     every: Duration,
     last: Mutex<Instant>,
-    command: String,
+    /// This run, as its write-backs record it.
+    holder: Holder,
     /// Held by a writer; `None` for a read-only copy, which is deleted when dropped.
     lock: Option<GcsLock>,
 }
@@ -171,7 +172,7 @@ impl GcsState {
             generation: Mutex::new(generation),
             every: config.write_back_every,
             last: Mutex::new(Instant::now()),
-            command: command.to_string(),
+            holder: Holder::current(command),
             lock: Some(lock),
         })
     }
@@ -190,7 +191,7 @@ impl GcsState {
             generation: Mutex::new(generation),
             every: Duration::MAX,
             last: Mutex::new(Instant::now()),
-            command: "plan".into(),
+            holder: Holder::current("plan"),
             lock: None,
         })
     }
@@ -242,7 +243,7 @@ impl GcsState {
             return Err(GcsError::LockLost { object: lock.address() });
         }
         let record = WriteBackRecord {
-            holder: Holder::current(&self.command),
+            holder: self.holder.clone(),
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             complete,
         };
