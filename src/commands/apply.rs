@@ -64,8 +64,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     let options = ApplyOptions { destination_url: args.destination_url.clone(), quiet: args.quiet };
-    let report = apply(&workspace, &plan, &options).context("the apply failed")?;
+    let report = apply(&workspace, &plan, &options);
+    // What was committed reaches a remote state even when the apply failed part way.
+    let written = workspace.write_back().context("cannot write the state back");
+    let report = report.context("the apply failed")?;
     print!("{}", summary(&report));
+    written?;
     Ok(outcome(&report))
 }
 

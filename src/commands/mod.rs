@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod lock;
 pub mod plan;
 pub mod schema;
 pub mod validate;

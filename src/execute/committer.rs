@@ -9,6 +9,7 @@
 //! the dispatcher waits to hand over its next outcome, and so starts no new invocation,
 //! which keeps an apply's memory bounded by the work in flight.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use duckdb::Connection;
 use tokio::sync::mpsc;
 
 use crate::state::commit::{commit_outcomes, Outcomes};
+use crate::state::write_back::WriteBack;
 
 /// The shortest time between the starts of two transactions. Each transaction costs about
 /// as much as a few hundred acknowledged rows, whatever its size; a kill loses at most the
@@ -33,12 +35,14 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the writer on its own connection and thread, for invocations of up to
-    /// `batch_rows` rows each.
+    /// `batch_rows` rows each. `write_back`, when the state lives elsewhere, is told of
+    /// each transaction, and an error of its stops the writer.
     pub fn start(
         conn: Connection,
         sync: String,
         run_id: String,
         batch_rows: usize,
+        write_back: Option<Arc<dyn WriteBack>>,
     ) -> std::io::Result<Committer> {
         let capacity = (QUEUED_ROWS / batch_rows.max(1)).clamp(16, 4096);
         let (sender, mut receiver) = mpsc::channel::<Outcomes>(capacity);
@@ -56,6 +60,16 @@ impl Committer {
                 last_start = Some(Instant::now());
                 commit_outcomes(&conn, &sync, &run_id, &group, first_commit)?;
                 first_commit = false;
+                if let Some(Err(error)) = write_back.as_ref().map(|w| w.after_commit(&conn)) {
+                    // The deliveries see the writer stop; the apply's last write-back
+                    // reports the cause.
+                    tracing::error!(
+                        sync,
+                        error = format!("{error:#}"),
+                        "cannot write the state back"
+                    );
+                    break;
+                }
             }
             Ok(())
         })?;

@@ -168,9 +168,14 @@ fn apply_sync(
         envelope: envelope.size(),
     };
 
-    let committer =
-        Committer::start(conn.try_clone()?, plan.name.clone(), run_id.to_string(), limits.rows)
-            .context("cannot start the committer")?;
+    let committer = Committer::start(
+        conn.try_clone()?,
+        plan.name.clone(),
+        run_id.to_string(),
+        limits.rows,
+        workspace.write_back_hook(),
+    )
+    .context("cannot start the committer")?;
     let (sender, batches) = mpsc::channel(handoff_capacity(settings.concurrency, limits.rows));
     let reader_conn = conn.try_clone()?;
     let sync_name = plan.name.clone();

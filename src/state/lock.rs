@@ -21,7 +21,8 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn current(command: &str) -> Holder {
+    /// This process, running `command`, from now.
+    pub fn current(command: &str) -> Holder {
         Holder {
             host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             pid: std::process::id(),

@@ -7,8 +7,10 @@
 //! set-based SQL that DuckDB runs out of core.
 
 pub mod commit;
+pub mod gcs;
 pub mod lock;
 mod migrations;
+pub mod write_back;
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod function;
+pub mod gcs;
 pub mod google;
 
 use std::path::{Path, PathBuf};

@@ -86,7 +86,7 @@ impl Impersonation {
         };
         let access = self.caller_token().await.map_err(|problem| fail(problem, CALLER.into()))?;
         let body = serde_json::json!({"audience": audience, "includeEmail": true});
-        let request = client.post(&endpoint).timeout(REQUEST_TIMEOUT).bearer_auth(access.as_str());
+        let request = client.post(&endpoint).timeout(REQUEST_TIMEOUT).bearer_auth(&access);
         let response = request.json(&body).send().await.map_err(|error| {
             let hint = "Check the network path to the IAM Credentials API.".to_string();
             fail(format!("the request failed ({})", error.without_url()), hint)
@@ -105,8 +105,13 @@ impl Impersonation {
         }
     }
 
-    /// The caller's access token. Only the error's own sentence is kept, never a body.
-    async fn caller_token(&self) -> Result<Arc<gcp_auth::Token>, String> {
+    /// The caller's access token: `GOOGLE_OAUTH_ACCESS_TOKEN` when set (in CI, minted by
+    /// workload identity federation), else from `gcp_auth`. Only the error's own sentence
+    /// is kept, never a body.
+    async fn caller_token(&self) -> Result<String, String> {
+        if let Some(token) = super::access_token_from_env() {
+            return Ok(token);
+        }
         let provider = self
             .caller
             .get_or_try_init(gcp_auth::provider)
@@ -115,6 +120,7 @@ impl Impersonation {
         provider
             .token(&[CLOUD_PLATFORM])
             .await
+            .map(|token| token.as_str().to_string())
             .map_err(|error| format!("no access token could be had for rowcast itself ({error})"))
     }
 
@@ -133,5 +139,6 @@ impl Impersonation {
 }
 
 const CALLER: &str = "Impersonation starts from rowcast's own credentials: set \
-    `GOOGLE_APPLICATION_CREDENTIALS` to a key file, run `gcloud auth application-default \
-    login`, or run where a metadata server provides a service account.";
+    `GOOGLE_OAUTH_ACCESS_TOKEN` to an access token, or `GOOGLE_APPLICATION_CREDENTIALS` to a \
+    key file, run `gcloud auth application-default login`, or run where a metadata server \
+    provides a service account.";

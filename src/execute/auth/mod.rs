@@ -31,6 +31,20 @@ use crate::manifest::sync::Auth;
 /// The environment variable naming a service account key file, as for every Google tool.
 pub const CREDENTIALS_VARIABLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 
+/// An OAuth access token taken from the environment as it is (the variable Terraform's
+/// Google provider reads too). In GitHub Actions, `google-github-actions/auth` mints one
+/// by workload identity federation; rowcast uses it for the state bucket and as the
+/// caller's token when impersonating. `gcp_auth` cannot read the external-account
+/// credential file that federation otherwise writes.
+pub const ACCESS_TOKEN_VARIABLE: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+
+/// The access token in [`ACCESS_TOKEN_VARIABLE`], when set and not blank.
+pub(crate) fn access_token_from_env() -> Option<String> {
+    let token = std::env::var(ACCESS_TOKEN_VARIABLE).ok()?;
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
 /// What an invocation of one sync is sent with.
 pub enum Credential {
     /// Nothing: a function served locally.
