@@ -17,6 +17,20 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
     pub project: PathBuf,
 
+    /// How log lines are written to stderr: `text` for people, `json` (one object per
+    /// line) for CI log collectors.
+    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log more: `-v` for each run and sync, `-vv` for each invocation. `RUST_LOG`
+    /// overrides both flags.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors in the log, and no progress bar or progress lines.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,17 +47,37 @@ pub enum Command {
     Apply(commands::apply::Args),
     /// Prove each sync's credentials and reach its function, without sending rows.
     Check(commands::check::Args),
+    /// List the latest runs, or show one with `runs show RUN_ID`.
+    Runs(commands::runs::Args),
+    /// Show the history of one primary key of a sync.
+    Rows(commands::rows::Args),
+    /// Forget a sync's tracking; its next run is an initial sync.
+    Reset(commands::reset::Args),
+    /// Send every current row of a sync as added on the next apply, without removals.
+    Resync(commands::resync::Args),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(&cli);
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(&cli, args),
         Command::Schema(args) => commands::schema::run(&cli, args),
         Command::Plan(args) => commands::plan::run(&cli, args),
         Command::Apply(args) => commands::apply::run(&cli, args),
         Command::Check(args) => commands::check::run(&cli, args),
+        Command::Runs(args) => commands::runs::run(&cli, args),
+        Command::Rows(args) => commands::rows::run(&cli, args),
+        Command::Reset(args) => commands::reset::run(&cli, args),
+        Command::Resync(args) => commands::resync::run(&cli, args),
     };
     match result {
         Ok(outcome) => outcome.into(),
@@ -52,6 +86,38 @@ pub fn main() -> ExitCode {
             Outcome::Error.into()
         }
     }
+}
+
+/// Sends `tracing` events to stderr, as text or JSON lines, at the level the flags ask
+/// for (warnings by default). Log fields share one naming scheme: `run_id`, `sync`,
+/// `batch`, `attempt`, `invocation_id`, `rows`, `status`, `latency_ms`, `reason`.
+fn init_logs(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    // Other crates (HTTP, DuckDB) stay at warnings unless RUST_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,rowcast={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let installed = match cli.log_format {
+        LogFormat::Text => builder.with_ansi(use_color()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    // Only a second initialisation fails, as in tests that run commands in-process.
+    let _ = installed;
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set.
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// The error and its causes, one sentence after another.

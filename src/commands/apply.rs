@@ -31,10 +31,6 @@ pub struct Args {
     /// Use this state file instead of the project's.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-
-    /// No progress bar or progress lines.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -63,7 +59,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             plan
         }
     };
-    let options = ApplyOptions { destination_url: args.destination_url.clone(), quiet: args.quiet };
+    let options = ApplyOptions { destination_url: args.destination_url.clone(), quiet: cli.quiet };
     let report = apply(&workspace, &plan, &options).context("the apply failed")?;
     print!("{}", summary(&report));
     Ok(outcome(&report))

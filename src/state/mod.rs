@@ -8,6 +8,7 @@
 
 pub mod commit;
 pub mod lock;
+pub mod maintenance;
 mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -79,6 +80,10 @@ impl StateDb {
                 entries = folded,
                 "folded acknowledged changes left by an earlier apply"
             );
+        }
+        let interrupted = crate::runs::record::recover(&conn)?;
+        if interrupted > 0 {
+            tracing::warn!(runs = interrupted, "marked runs of a stopped apply as interrupted");
         }
         Ok(StateDb { conn, path: path.to_path_buf(), state_id })
     }
