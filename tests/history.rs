@@ -366,3 +366,35 @@ fn json_logs_carry_the_run_sync_batch_and_attempt_spans() {
     let quiet = run(&["-q"]);
     assert!(!stderr(&quiet).contains("WARN"), "{}", stderr(&quiet));
 }
+
+#[test]
+fn an_apply_stopped_by_sigterm_records_its_run_as_interrupted() {
+    // SIGTERM lets the apply finish its run record itself: interrupted, with the counts
+    // of what was acknowledged before it stopped.
+    let server = TestServer::start(Duration::from_millis(20));
+    let project = TestProject::new();
+    project.warehouse("CREATE TABLE t AS SELECT i AS id FROM range(1, 301) t(i)");
+    project.sync("s", "SELECT * FROM t", "id", "limits:\n  concurrency: 2\n");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .current_dir(project.path())
+        .args(["apply", "--quiet", "--state", STATE, "--destination-url", &server.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.bodies().len() < 40 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+
+    let run = &history_json(&project, &["runs"])["runs"][0];
+    assert_eq!(run["status"], "interrupted");
+    assert!(run["error"].is_null(), "it ended itself, it was not recovered: {run}");
+    let acknowledged = run["counts"]["acknowledged"]["added"].as_u64().unwrap();
+    assert_eq!(acknowledged as usize, server.bodies().len(), "{run}");
+    assert_eq!(run["pending"].as_u64().unwrap(), 300 - acknowledged);
+}

@@ -215,6 +215,11 @@ fn now_sql() -> String {
     format!("make_timestamp({})", chrono::Utc::now().timestamp_micros())
 }
 
+// TODO: these two appenders make each commit transaction about twice as expensive
+// (measured alone: 150 acknowledged single-row invocations commit in about 9.6 ms instead
+// of 4.4 ms). Group commit absorbs it by growing the groups, but at tens of thousands of
+// invocations a second the writer takes a larger share of the processor; writing the
+// acknowledged rows' events from the journal in bulk when it is folded would halve it.
 /// Appends `history` with DuckDB appenders, inside the caller's transaction.
 pub fn append(
     conn: &Connection,
