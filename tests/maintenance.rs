@@ -47,7 +47,7 @@ fn reset_makes_the_next_plan_an_initial_sync() {
     project.warehouse("DELETE FROM t WHERE id = 5");
     let output = run(&project, &["reset", "s", "--yes"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("forgot 5 acknowledged and 0 pending rows"));
+    insta::assert_snapshot!("reset", stdout(&output));
     let after = plan(&project);
     assert!(initial(&after, "s"));
     assert_eq!(counts(&after, "s"), (4, 0, 0, 0, 0), "every row added, nothing removed");
@@ -68,6 +68,7 @@ fn resync_sends_every_current_row_as_added_and_no_removals() {
     project.warehouse("DELETE FROM t WHERE id = 5; INSERT INTO t VALUES (6);");
     let output = run(&project, &["resync", "s", "--yes"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!("resync", stdout(&output));
     let after = plan(&project);
     assert!(!initial(&after, "s"));
     assert_eq!(counts(&after, "s"), (5, 0, 0, 0, 0));
@@ -130,4 +131,52 @@ fn reset_and_resync_take_the_state_lock_and_refuse_a_held_one() {
     }
     drop(lock);
     assert_eq!(run(&project, &["reset", "s", "--yes"]).status.code(), Some(0));
+}
+
+/// Runs `rowcast ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_terminal(project: &TestProject, args: &str, answer: &str) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    let command = format!("{} {args} --state {STATE}", env!("CARGO_BIN_EXE_rowcast"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(project.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    // Keep stdin open until the command ends: its end would end the session early.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    let mut text = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    (status.code(), text)
+}
+
+#[test]
+fn on_a_terminal_reset_asks_and_goes_on_only_for_yes() {
+    // A person at a terminal is asked what will be forgotten; anything but `yes` changes
+    // nothing.
+    let function = Recorder::start();
+    let project = applied(&function, "backfill");
+    let (code, text) = on_terminal(&project, "reset s", "no");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("forgets the 5 rows the function acknowledged"), "{text}");
+    assert!(text.contains("cancelled; nothing was changed"), "{text}");
+    assert_eq!(counts(&plan(&project), "s"), (0, 0, 0, 0, 0));
+
+    let (code, text) = on_terminal(&project, "reset s", "yes");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(counts(&plan(&project), "s"), (5, 0, 0, 0, 0));
 }
