@@ -32,6 +32,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let workspace = Workspace::open(&cli.project, args.state.as_deref())?;
+    crate::runs::prune_bodies(&workspace)?;
     select_syncs(&workspace.project, std::slice::from_ref(&args.sync))?;
     let history = query::key_history(&workspace.db.conn, &args.sync, &args.key)?;
     print!(

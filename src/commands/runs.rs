@@ -86,6 +86,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 
 fn list(cli: &Cli, args: &ListArgs) -> anyhow::Result<Outcome> {
     let workspace = Workspace::open(&cli.project, args.state.as_deref())?;
+    crate::runs::prune_bodies(&workspace)?;
     let runs = query::list(&workspace.db.conn, args.sync.as_deref(), args.limit)?;
     print!(
         "{}",
@@ -106,6 +107,7 @@ fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
         );
     }
     let workspace = Workspace::open(&cli.project, args.state.as_deref())?;
+    crate::runs::prune_bodies(&workspace)?;
     let conn = &workspace.db.conn;
     let run_id = query::resolve(conn, &args.run_id)?;
     let syncs = query::run(conn, &run_id)?;

@@ -84,7 +84,7 @@ pub fn apply(
     let run_id = uuid::Uuid::now_v7().to_string();
     // Always on, so every warning of the run carries its id and its sync.
     let _run = tracing::warn_span!("run", run_id = run_id.as_str()).entered();
-    prune_bodies(workspace)?;
+    crate::runs::prune_bodies(workspace)?;
     let mut syncs = Vec::new();
     for sync_plan in plan.planned() {
         if *stop.borrow() {
@@ -272,25 +272,6 @@ fn finish(report: &SyncReport) -> Finish<'_> {
         error: report.error.as_deref(),
         threshold: report.threshold.as_deref(),
     }
-}
-
-/// Deletes the kept bodies that passed their sync's retention.
-fn prune_bodies(workspace: &Workspace) -> anyhow::Result<()> {
-    let retention: Vec<_> = workspace
-        .project
-        .syncs
-        .iter()
-        .filter_map(|s| {
-            let kept = s.manifest.record_bodies.as_ref()?;
-            Some((s.manifest.name.clone(), kept.retention.get()))
-        })
-        .collect();
-    let deleted = record::prune_bodies(&workspace.db.conn, &retention)
-        .context("cannot delete the request and response bodies past their retention")?;
-    if deleted > 0 {
-        tracing::info!(bodies = deleted, "deleted bodies past their retention");
-    }
-    Ok(())
 }
 
 /// The rejected-rows threshold this run passed, if any.
