@@ -15,7 +15,7 @@ page="${out%.png}.html"
 "$rowcast" runs show "$run_id" --html "$page" "$@"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr \
+"${ROWCAST_CHROMIUM:-chromium}" --headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr \
     --v=0 --window-size=1280,1500 --screenshot="$out" "file://$(realpath "$page")" 2>"$log"
 if grep -q ':CONSOLE' "$log"; then
     echo "the report logged to the console:" >&2

@@ -10,10 +10,23 @@ use std::process::{Command, Output};
 use common::function::Recorder;
 use common::{assert_no_panic, stderr, stdout, TestProject};
 
-/// Headless Chromium on `page`, with `args`; Chromium comes from the Debian package
-/// that `scripts/test.sh` installs.
+/// The browser: `ROWCAST_CHROMIUM`, else the first of Chromium (the Debian package that
+/// `scripts/test.sh` installs when none is found) or Chrome on the PATH.
+fn browser() -> String {
+    if let Some(path) = std::env::var_os("ROWCAST_CHROMIUM") {
+        return path.to_string_lossy().into_owned();
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    let names = ["chromium", "chromium-browser", "google-chrome"];
+    names.into_iter().find(|name| on_path(name)).unwrap_or("chromium").to_string()
+}
+
+/// Headless Chromium on `page`, with `args`.
 fn chromium(page: &Path, args: &[&str]) -> Output {
-    Command::new("chromium")
+    Command::new(browser())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
         .args(["--enable-logging=stderr", "--v=0"])
         .args(args)
