@@ -219,8 +219,9 @@ fn now_sql() -> String {
 // (measured alone: 150 acknowledged single-row invocations commit in about 9.6 ms instead
 // of 4.4 ms). Group commit absorbs it by growing the groups (an apply of 30,000 single-row
 // invocations ran as fast with the history as without it, within the noise), but the
-// writer takes a larger share of the processor; writing the acknowledged rows' events
-// from the journal in bulk when it is folded would halve that.
+// writer takes a larger share of the processor. Most of it is the invocation records;
+// appending them as Arrow batches (the `appender-arrow` feature of the duckdb crate)
+// should cut it, at the price of rebuilding the bundled DuckDB.
 /// Appends `history` with DuckDB appenders, inside the caller's transaction.
 pub fn append(
     conn: &Connection,
