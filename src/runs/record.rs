@@ -221,7 +221,7 @@ fn now_sql() -> String {
 // invocations ran as fast with the history as without it, within the noise), but the
 // writer takes a larger share of the processor. Most of it is the invocation records;
 // appending them as Arrow batches (the `appender-arrow` feature of the duckdb crate)
-// should cut it, at the price of rebuilding the bundled DuckDB.
+// rather than value by value should cut it.
 /// Appends `history` with DuckDB appenders, inside the caller's transaction.
 pub fn append(
     conn: &Connection,
