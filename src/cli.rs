@@ -106,12 +106,11 @@ fn init_logs(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    let installed = match cli.log_format {
+    // This fails only when a subscriber is already set, which leaves logging as it was.
+    let _ = match cli.log_format {
         LogFormat::Text => builder.with_ansi(use_color()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    // Only a second initialisation fails, as in tests that run commands in-process.
-    let _ = installed;
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set.

@@ -398,3 +398,32 @@ fn an_apply_stopped_by_sigterm_records_its_run_as_interrupted() {
     assert_eq!(acknowledged as usize, server.bodies().len(), "{run}");
     assert_eq!(run["pending"].as_u64().unwrap(), 300 - acknowledged);
 }
+
+#[test]
+fn a_row_too_large_to_send_is_in_the_history_with_its_reason() {
+    // A row that alone passes `batching.max_request_bytes` is never sent: the run lists it
+    // as rejected, with the reason, and so does its key's history.
+    let function = Recorder::start();
+    let project = TestProject::new();
+    project.warehouse(
+        "CREATE TABLE t AS SELECT i AS id, CASE WHEN i = 2 THEN repeat('x', 3000) ELSE 'small' END
+         AS note FROM range(1, 4) t(i)",
+    );
+    project.sync("s", "SELECT * FROM t", "id", "batching:\n  max_request_bytes: 1024\n");
+    assert_eq!(apply(&project, &function.url, &[]).status.code(), Some(3));
+    let run_id =
+        history_json(&project, &["runs"])["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let show = history_json(&project, &["runs", "show", &run_id, "--rejected"]);
+    let rejected = &show["rejected"][0];
+    assert_eq!(
+        (rejected["key"].as_str(), rejected["outcome"].as_str()),
+        (Some("2"), Some("rejected"))
+    );
+    assert!(rejected["reason"].as_str().unwrap().contains("`batching.max_request_bytes`"));
+    assert!(rejected["invocation_id"].is_null(), "it was never sent");
+    assert_eq!(show["syncs"][0]["counts"]["acknowledged"]["added"], 2);
+    assert_eq!(show["syncs"][0]["invocations"], 2);
+    let key = history_json(&project, &["rows", "s", "2"]);
+    assert_eq!(key["now"]["status"], "pending");
+    assert_eq!(key["events"][0]["event"], "rejected");
+}

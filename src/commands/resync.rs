@@ -51,7 +51,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     maintenance::resync(conn, &args.sync)
         .with_context(|| format!("cannot resync sync `{}`", args.sync))?;
     println!(
-        "resync `{}`: the next apply sends every row of the model as added ({} were acknowledged before)",
+        "resync `{}`: the next apply sends every row of the model as added ({} were \
+         acknowledged before)",
         args.sync, tracked.snapshot
     );
     Ok(Outcome::Success)

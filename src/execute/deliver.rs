@@ -160,25 +160,9 @@ pub async fn deliver<D: Destination>(
                     spawn(&mut in_flight, &destination, &envelope, &limiter, &settings, work, &task_stop, &mut tally);
                 }
                 Some(Batched::TooLarge(row, size)) => {
-                    let reason = format!(
-                        "the row alone makes a request of {size} bytes, above `batching.max_request_bytes`; \
-                         it is never cut, so raise the limit or slim the model"
-                    );
                     tally.rejected += 1;
                     progress.advance(0, 1);
-                    let event = RowEvent {
-                        key: row.key.clone(),
-                        operation: row.operation,
-                        event: Event::Rejected,
-                        reason: Some(reason.clone()),
-                        attempt: 1,
-                        retried: false,
-                        invocation_id: None,
-                        at: chrono::Utc::now().timestamp_micros(),
-                    };
-                    let not_delivered = NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
-                    let history = History { invocations: vec![], events: vec![event] };
-                    committer.send(Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered], history });
+                    committer.send(too_large(row, size));
                 }
                 None => batches_done = true,
             },
@@ -471,6 +455,28 @@ impl Events {
             at: self.at,
         }));
     }
+}
+
+/// A row too large for a request of its own: rejected with the reason, never cut.
+fn too_large(row: PlannedRow, size: usize) -> Outcomes {
+    let reason = format!(
+        "the row alone makes a request of {size} bytes, above `batching.max_request_bytes`; \
+         it is never cut, so raise the limit or slim the model"
+    );
+    let event = RowEvent {
+        key: row.key.clone(),
+        operation: row.operation,
+        event: Event::Rejected,
+        reason: Some(reason.clone()),
+        attempt: 1,
+        retried: false,
+        invocation_id: None,
+        at: chrono::Utc::now().timestamp_micros(),
+    };
+    let not_delivered =
+        NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
+    let history = History { invocations: vec![], events: vec![event] };
+    Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered], history }
 }
 
 fn acknowledged(row: PlannedRow) -> Acknowledged {

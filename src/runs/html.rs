@@ -19,24 +19,29 @@ const LATENCY_BINS: &[f64] =
 const TIMELINE_BARS: usize = 40;
 
 const STYLE: &str = "
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2430;
+  background:#f6f7f9}
 main{max-width:1120px;margin:0 auto;padding:24px 28px 48px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 10px}
 .muted{color:#5d6778}.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
 .cards{display:grid;grid-template-columns:repeat(6,1fr);gap:10px;margin-top:18px}
 .card{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:10px 14px}
-.card b{display:block;font-size:24px}.card span{color:#5d6778;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card b{display:block;font-size:24px}
+.card span{color:#5d6778;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .ok b{color:#1a7f4b}.bad b{color:#c62f2f}.warn b{color:#b26a00}
 .panel{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:14px 16px}
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:14px;margin-top:22px}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceff3;vertical-align:top}
-th{font-size:12px;color:#5d6778;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+th{font-size:12px;color:#5d6778;font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .status{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .s-succeeded{background:#dff3e8;color:#1a7f4b}.s-failed{background:#fbe2e2;color:#c62f2f}
-.s-completed_with_rejected_rows{background:#fdf0d8;color:#9a5b00}.s-interrupted,.s-running{background:#e6e9ef;color:#3d4656}
+.s-completed_with_rejected_rows{background:#fdf0d8;color:#9a5b00}
+.s-interrupted,.s-running{background:#e6e9ef;color:#3d4656}
 .o-acknowledged{color:#1a7f4b}.o-partial{color:#b26a00}.o-failed,.o-denied{color:#c62f2f}
-input[type=search]{padding:6px 10px;border:1px solid #c8ced8;border-radius:6px;width:260px;margin-bottom:8px}
+input[type=search]{padding:6px 10px;border:1px solid #c8ced8;border-radius:6px;width:260px;
+  margin-bottom:8px}
 svg text{font-size:11px;fill:#5d6778}
 ";
 
@@ -96,7 +101,10 @@ pub fn report(detail: &RunDetail) -> String {
     out.push_str("<div class=\"charts\">");
     out.push_str("<section class=\"panel\"><h2 style=\"margin-top:0\">Latency</h2>");
     out.push_str(&latency_histogram(invocations));
-    out.push_str("</section><section class=\"panel\"><h2 style=\"margin-top:0\">Invocations and errors over time</h2>");
+    out.push_str(
+        "</section><section class=\"panel\">\
+         <h2 style=\"margin-top:0\">Invocations and errors over time</h2>",
+    );
     out.push_str(&timeline(invocations));
     out.push_str("</section></div>");
     rejected_table(&mut out, rejected);
@@ -139,9 +147,11 @@ fn syncs_table(out: &mut String, syncs: &[RunSummary]) {
         let _ = write!(
             out,
             "<tr><td>{sync}</td><td><span class=\"status s-{status}\">{status_text}</span></td>\
-             <td class=\"mono\">{started}</td><td class=\"n\">{duration}</td><td class=\"n\">{planned}</td>\
+             <td class=\"mono\">{started}</td><td class=\"n\">{duration}</td>\
+             <td class=\"n\">{planned}</td>\
              <td class=\"n\">{inv}</td><td class=\"n\">{ack}</td><td class=\"n\">{rej}</td>\
-             <td class=\"n\">{failed}</td><td class=\"n\">{pending}</td><td class=\"n\">{silent}</td></tr>",
+             <td class=\"n\">{failed}</td><td class=\"n\">{pending}</td>\
+             <td class=\"n\">{silent}</td></tr>",
             sync = escape(&s.sync),
             status = escape(&s.status),
             status_text = escape(&s.status.replace('_', " ")),
@@ -172,13 +182,15 @@ fn bars(series: &[(String, Vec<(u64, &str)>)]) -> String {
     let max = max.unwrap_or(0).max(1) as f64;
     let slot = (width - left) / series.len().max(1) as f64;
     let mut svg = format!(
-        "<svg viewBox=\"0 0 {width} {height}\" width=\"100%\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "<svg viewBox=\"0 0 {width} {height}\" width=\"100%\" role=\"img\" \
+         xmlns=\"http://www.w3.org/2000/svg\">"
     );
     let plot = height - bottom;
     let _ = write!(
         svg,
         "<line x1=\"{left}\" y1=\"{plot}\" x2=\"{width}\" y2=\"{plot}\" stroke=\"#c8ced8\"/>\
-         <text x=\"{x}\" y=\"12\" text-anchor=\"end\">{max}</text><text x=\"{x}\" y=\"{plot}\" text-anchor=\"end\">0</text>",
+         <text x=\"{x}\" y=\"12\" text-anchor=\"end\">{max}</text>\
+         <text x=\"{x}\" y=\"{plot}\" text-anchor=\"end\">0</text>",
         x = left - 4.0
     );
     let label_every = (series.len() / 8).max(1);
@@ -191,7 +203,8 @@ fn bars(series: &[(String, Vec<(u64, &str)>)]) -> String {
                 y -= h;
                 let _ = write!(
                     svg,
-                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{color}\"><title>{label}: {count}</title></rect>",
+                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" \
+                     fill=\"{color}\"><title>{label}: {count}</title></rect>",
                     w = slot * 0.8,
                     label = escape(label)
                 );
@@ -288,7 +301,8 @@ fn rejected_table(out: &mut String, rejected: &[RejectedRow]) {
     let _ = write!(
         out,
         "<input type=\"search\" id=\"key-search\" placeholder=\"Search by primary key\" \
-         aria-label=\"Search by primary key\"> <span class=\"muted\" id=\"key-shown\">{n} of {n}</span>\
+         aria-label=\"Search by primary key\"> \
+         <span class=\"muted\" id=\"key-shown\">{n} of {n}</span>\
          <table id=\"rejected\"><thead><tr><th>sync</th><th>primary key</th><th>operation</th>\
          <th>outcome</th><th class=\"n\">attempts</th><th>reason</th></tr></thead><tbody>",
         n = rejected.len()
@@ -297,7 +311,8 @@ fn rejected_table(out: &mut String, rejected: &[RejectedRow]) {
         let _ = write!(
             out,
             "<tr data-key=\"{key}\"><td>{sync}</td><td class=\"mono\">{key}</td><td>{op}</td>\
-             <td class=\"o-failed\">{outcome}</td><td class=\"n\">{attempts}</td><td>{reason}</td></tr>",
+             <td class=\"o-failed\">{outcome}</td><td class=\"n\">{attempts}</td>\
+             <td>{reason}</td></tr>",
             key = escape(&row.key),
             sync = escape(&row.sync),
             op = escape(&row.operation),
@@ -335,7 +350,8 @@ fn invocations_table(out: &mut String, invocations: &[Invocation]) {
             out,
             "<tr><td class=\"mono\">{started}</td><td>{sync}</td><td class=\"n\">{batch}</td>\
              <td class=\"n\">{attempt}</td><td>{op}</td><td class=\"n\">{rows}</td>\
-             <td class=\"n\">{status}</td><td class=\"n\">{latency:.1} ms</td><td class=\"n\">{bytes}</td>\
+             <td class=\"n\">{status}</td><td class=\"n\">{latency:.1} ms</td>\
+             <td class=\"n\">{bytes}</td>\
              <td class=\"o-{outcome}\">{outcome}</td><td>{error}</td></tr>",
             started = escape(&i.started_at.replace('T', " ")),
             sync = escape(&i.sync),

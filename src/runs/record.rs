@@ -407,7 +407,8 @@ pub fn recover(conn: &Connection) -> duckdb::Result<u64> {
              {counts}
              UPDATE state.runs SET status = 'interrupted',
                  finished_at = coalesce(
-                     (SELECT max(happened_at) FROM state.row_events WHERE run_id = {r} AND sync = {s}),
+                     (SELECT max(happened_at) FROM state.row_events
+                      WHERE run_id = {r} AND sync = {s}),
                      started_at),
                  invocations = (SELECT count(*) FROM state.invocations
                                 WHERE run_id = {r} AND sync = {s}),

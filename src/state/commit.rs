@@ -80,9 +80,10 @@ pub struct Outcomes {
 
 /// Commits invocation outcomes in one transaction: acknowledged changes are appended to
 /// the journal (folded into the snapshot by [`fold_journal`]); rows that were not
-/// delivered enter or update the pending set; the history behind them is appended. The first commit of a run (`first`) moves the
-/// snapshot version, so saved plans made before the run are refused; later commits of the
-/// same run need not move it again, since no plan can be made while the run holds the state.
+/// delivered enter or update the pending set; the run history behind them is appended. The
+/// first commit of a run (`first`) moves the snapshot version, so saved plans made before
+/// the run are refused; later commits of the same run need not move it again, since no
+/// plan can be made while the run holds the state.
 pub fn commit_outcomes(
     conn: &Connection,
     sync: &str,
