@@ -2,7 +2,8 @@
 //!
 //! The modules follow a sync's data in the order it flows: [`manifest`] reads and checks
 //! the YAML, [`model`] runs the query where the data lives, [`state`] keeps what the
-//! function acknowledged, and [`plan`] diffs the two into a change plan. [`workspace`],
+//! function acknowledged, and [`plan`] diffs the two into a change plan; [`execute`]
+//! delivers it and [`runs`] keeps the history of what each run did. [`workspace`],
 //! [`commands`] and [`cli`] wire the stages to the command line; [`contract`] is what a
 //! function receives and answers.
 
@@ -11,6 +12,8 @@ pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod state;
+// After the execute stage: what each run did, for people and machines.
+pub mod runs;
 
 // The function contract and the command line.
 pub mod cli;

@@ -31,10 +31,6 @@ pub struct Args {
     /// Use this state file instead of the project's.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-
-    /// No progress bar or progress lines.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -63,7 +59,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             plan
         }
     };
-    let options = ApplyOptions { destination_url: args.destination_url.clone(), quiet: args.quiet };
+    let options = ApplyOptions { destination_url: args.destination_url.clone(), quiet: cli.quiet };
     let report = apply(&workspace, &plan, &options);
     // What was committed reaches a remote state even when the apply failed part way.
     let written = workspace.write_back().context("cannot write the state back");

@@ -2,7 +2,12 @@
 
 pub mod apply;
 pub mod check;
+mod confirm;
 pub mod lock;
 pub mod plan;
+pub mod reset;
+pub mod resync;
+pub mod rows;
+pub mod runs;
 pub mod schema;
 pub mod validate;

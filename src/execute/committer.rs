@@ -56,6 +56,7 @@ impl Committer {
                 while let Ok(more) = receiver.try_recv() {
                     group.acknowledged.extend(more.acknowledged);
                     group.not_delivered.extend(more.not_delivered);
+                    group.history.extend(more.history);
                 }
                 last_start = Some(Instant::now());
                 commit_outcomes(&conn, &sync, &run_id, &group, first_commit)?;

@@ -2,7 +2,7 @@
 //! concurrency gate and the rate limiter, are sent, classified, and their outcome goes to
 //! the committer; rows not delivered are retried under the sync's policy or left pending.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,15 +11,18 @@ use backoff::ExponentialBackoff;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::batch::{Batched, PlannedRow};
 use super::classify::{classify, Verdict};
 use super::committer::Committer;
-use super::destination::Destination;
+use super::destination::{Destination, Reply};
 use super::payload::Envelope;
 use super::progress::Progress;
 use super::retry::{Decision, RetryPolicy};
 use crate::manifest::sync::{RateLimit, RatePeriod};
+use crate::manifest::Operation;
+use crate::runs::record::{Answer, Event, Exchange, History, InvocationRecord, RowEvent};
 use crate::state::commit::{Acknowledged, NotDelivered, Outcomes};
 
 /// Rows to send in one invocation, and where they are in their retry schedule.
@@ -27,16 +30,25 @@ struct Work {
     rows: Vec<PlannedRow>,
     attempt: u32,
     schedule: ExponentialBackoff,
+    /// The batch these rows came in (halves of a split batch keep it), and its log span.
+    batch: u64,
+    span: tracing::Span,
 }
 
 /// How an invocation task ended.
 enum Finished {
-    Sent {
-        work: Work,
-        verdict: Verdict,
-    },
+    /// Boxed, since the other variant is empty.
+    Sent(Box<Sent>),
     /// Stopped while waiting for the rate limiter; nothing was sent.
     NotStarted,
+}
+
+/// An invocation that was sent: its rows, the verdict on its reply, and the exchange
+/// as the history records it.
+struct Sent {
+    work: Work,
+    verdict: Verdict,
+    exchange: Exchange,
 }
 
 /// The limits and policy one delivery runs under.
@@ -47,6 +59,8 @@ pub struct Settings {
     pub policy: RetryPolicy,
     /// How long in-flight invocations may finish after a stop was asked.
     pub grace: Duration,
+    /// Keep request and response bodies in the run history.
+    pub record_bodies: bool,
 }
 
 /// What happened to one sync's rows.
@@ -97,6 +111,7 @@ pub async fn deliver<D: Destination>(
     let mut tally = Tally::default();
     let mut batches_done = false;
     let mut stopping = false;
+    let mut batch_number = 0u64;
     let task_stop = stop.clone();
 
     loop {
@@ -107,7 +122,11 @@ pub async fn deliver<D: Destination>(
             } else {
                 match ready.pop_front() {
                     Some(Batched::Batch(rows)) => {
-                        Work { rows, attempt: 1, schedule: settings.policy.schedule() }
+                        batch_number += 1;
+                        let span =
+                            tracing::info_span!("batch", batch = batch_number, rows = rows.len());
+                        let schedule = settings.policy.schedule();
+                        Work { rows, attempt: 1, schedule, batch: batch_number, span }
                     }
                     Some(Batched::TooLarge(row, size)) => {
                         tally.rejected += 1;
@@ -142,8 +161,9 @@ pub async fn deliver<D: Destination>(
                 tally.interrupted = true;
             }
             Some(joined) = in_flight.join_next() => {
-                let Ok(Finished::Sent { work, verdict }) = joined else { continue };
-                let outcome = judge(work, verdict, &settings.policy, &mut tally, &envelope.sync);
+                let Ok(Finished::Sent(sent)) = joined else { continue };
+                let Sent { work, verdict, exchange } = *sent;
+                let outcome = judge(work, verdict, exchange, &settings.policy, &mut tally, &envelope.sync);
                 if let Some(message) = &tally.denied {
                     tracing::error!(sync = envelope.sync, reason = message.as_str(), "credentials refused, stopping the sync");
                     stopping = true;
@@ -179,10 +199,12 @@ pub async fn deliver<D: Destination>(
         while let Ok(Some(joined)) =
             tokio::time::timeout_at(deadline.into(), in_flight.join_next()).await
         {
-            if let Ok(Finished::Sent { work, verdict }) = joined {
+            if let Ok(Finished::Sent(sent)) = joined {
+                let Sent { work, verdict, exchange } = *sent;
                 let outcome = judge(
                     work,
                     verdict,
+                    exchange,
                     &RetryPolicy::new(&crate::manifest::sync::Retry::NextRun),
                     &mut tally,
                     &envelope.sync,
@@ -215,7 +237,15 @@ fn spawn<D: Destination>(
     tally.rows_sent += work.rows.len() as u64;
     let (destination, envelope, limiter) = (destination.clone(), envelope.clone(), limiter.clone());
     let (timeout, mut stop) = (settings.timeout, stop.clone());
-    in_flight.spawn(async move {
+    let keep_bodies = settings.record_bodies;
+    let span = tracing::info_span!(
+        parent: &work.span,
+        "attempt",
+        attempt = work.attempt,
+        rows = work.rows.len(),
+        invocation_id = tracing::field::Empty,
+    );
+    let task = async move {
         if let Some(limiter) = limiter {
             tokio::select! {
                 _ = limiter.until_ready() => {}
@@ -223,126 +253,253 @@ fn spawn<D: Destination>(
             }
         }
         let invocation_id = uuid::Uuid::now_v7().to_string();
+        tracing::Span::current().record("invocation_id", invocation_id.as_str());
         let body = envelope.body(&work.rows, &invocation_id, work.attempt);
+        let stopwatch = Exchange::start(&invocation_id, &body, keep_bodies);
         let reply = destination.send(body, timeout).await;
+        let exchange = match &reply {
+            Reply::Answered { status, body, .. } => stopwatch.answered(Some(*status), false, body),
+            Reply::TimedOut => stopwatch.answered(None, true, &[]),
+            Reply::Unreachable(_) => stopwatch.answered(None, false, &[]),
+        };
+        tracing::debug!(
+            status = %exchange.answer,
+            latency_ms = exchange.latency.as_secs_f64() * 1000.0,
+            request_bytes = exchange.request_bytes,
+            "invocation answered"
+        );
         let keys: HashSet<&str> = work.rows.iter().map(|r| r.key.as_str()).collect();
         let verdict = classify(reply, &keys, timeout);
-        Finished::Sent { work, verdict }
-    });
+        Finished::Sent(Box::new(Sent { work, verdict, exchange }))
+    };
+    in_flight.spawn(task.instrument(span));
 }
 
-/// What one verdict means: outcomes to commit and work to retry.
+/// What one verdict means: outcomes to commit, work to retry, and the row events that
+/// the history records.
 struct Judged {
     outcomes: Outcomes,
     retries: Vec<(Duration, Work)>,
+    events: Events,
+}
+
+impl Judged {
+    fn acknowledge(&mut self, rows: Vec<PlannedRow>, tally: &mut Tally) {
+        tally.acknowledged += rows.len() as u64;
+        self.events.add(&rows, Event::Acknowledged, |_| None, false);
+        self.outcomes.acknowledged.extend(rows.into_iter().map(acknowledged));
+    }
 }
 
 fn judge(
     work: Work,
     verdict: Verdict,
+    exchange: Exchange,
     policy: &RetryPolicy,
     tally: &mut Tally,
     sync: &str,
 ) -> Judged {
-    let mut judged = Judged { outcomes: Outcomes::default(), retries: Vec::new() };
-    let Work { rows, attempt, mut schedule } = work;
+    let _entered = work.span.clone().entered();
+    let mut record = InvocationRecord {
+        batch: work.batch,
+        attempt: work.attempt,
+        operation: work.rows.first().map_or(Operation::Added, |r| r.operation),
+        rows: work.rows.len() as u32,
+        outcome: "acknowledged",
+        error_class: None,
+        rejected_rows: 0,
+        error: None,
+        exchange,
+    };
+    let mut judged = Judged {
+        outcomes: Outcomes::default(),
+        retries: Vec::new(),
+        events: Events::new(&record.exchange.invocation_id, work.attempt),
+    };
     match verdict {
         Verdict::Acknowledged { unknown_keys } => {
             warn_unknown(sync, &unknown_keys, tally);
-            tally.acknowledged += rows.len() as u64;
-            judged.outcomes.acknowledged = rows.into_iter().map(acknowledged).collect();
+            judged.acknowledge(work.rows, tally);
         }
         Verdict::Partial { rejected, unknown_keys } => {
             warn_unknown(sync, &unknown_keys, tally);
-            let (refused, accepted): (Vec<_>, Vec<_>) =
-                rows.into_iter().partition(|r| rejected.contains_key(&r.key));
-            tally.acknowledged += accepted.len() as u64;
-            judged.outcomes.acknowledged = accepted.into_iter().map(acknowledged).collect();
-            let reason = |row: &PlannedRow| rejected[&row.key].clone();
-            match policy.decide(attempt, refused.len(), false, None, &mut schedule) {
-                Decision::RetryAfter(delay) | Decision::Split(delay) => {
-                    tracing::warn!(sync, attempt, rows = refused.len(), "rows rejected, retrying");
-                    judged
-                        .retries
-                        .push((delay, Work { rows: refused, attempt: attempt + 1, schedule }));
-                }
-                Decision::LeavePending => {
-                    tally.rejected += refused.len() as u64;
-                    judged.outcomes.not_delivered = refused
-                        .iter()
-                        .map(|r| NotDelivered {
-                            key: r.key.clone(),
-                            operation: r.operation,
-                            reason: reason(r),
-                            attempts: attempt,
-                        })
-                        .collect();
-                }
-            }
+            (record.outcome, record.error_class) = ("partial", Some("rejected_rows"));
+            record.rejected_rows = judge_partial(&mut judged, work, &rejected, policy, tally, sync);
         }
         Verdict::Failed { reason, retry_after } => {
-            match policy.decide(attempt, rows.len(), true, retry_after, &mut schedule) {
-                Decision::Split(delay) => {
-                    tracing::warn!(
-                        sync,
-                        attempt,
-                        rows = rows.len(),
-                        reason,
-                        "batch failed, splitting it"
-                    );
-                    let mut first = rows;
-                    let second = first.split_off(first.len() / 2);
-                    let twin = schedule.clone();
-                    judged.retries.push((delay, Work { rows: first, attempt, schedule }));
-                    judged.retries.push((delay, Work { rows: second, attempt, schedule: twin }));
-                }
-                Decision::RetryAfter(delay) => {
-                    tracing::warn!(
-                        sync,
-                        attempt,
-                        rows = rows.len(),
-                        reason,
-                        "invocation failed, retrying"
-                    );
-                    judged.retries.push((delay, Work { rows, attempt: attempt + 1, schedule }));
-                }
-                Decision::LeavePending => {
-                    tracing::error!(
-                        sync,
-                        attempt,
-                        rows = rows.len(),
-                        reason,
-                        "invocation failed, rows left pending"
-                    );
-                    tally.failed += rows.len() as u64;
-                    judged.outcomes.not_delivered = rows
-                        .into_iter()
-                        .map(|r| NotDelivered {
-                            key: r.key,
-                            operation: r.operation,
-                            reason: reason.clone(),
-                            attempts: attempt,
-                        })
-                        .collect();
-                }
-            }
+            record.outcome = "failed";
+            record.error_class = Some(failure_class(record.exchange.answer));
+            record.error = Some(reason.clone());
+            judge_failed(&mut judged, work, reason, retry_after, policy, tally, sync);
         }
         Verdict::Denied { status, reason } => {
+            (record.outcome, record.error_class) = ("denied", Some("denied"));
+            record.error = Some(reason.clone());
             tally.denied = Some(format!("{reason} (status {status})"));
         }
     }
+    let events = std::mem::take(&mut judged.events.events);
+    judged.outcomes.history = History { invocations: vec![record], events };
     judged
 }
 
-/// A row too large for one request on its own: rejected, never cut.
+/// Rows the function listed as rejected are retried or left pending; the others are
+/// acknowledged. Returns how many were rejected.
+fn judge_partial(
+    judged: &mut Judged,
+    work: Work,
+    rejected: &HashMap<String, String>,
+    policy: &RetryPolicy,
+    tally: &mut Tally,
+    sync: &str,
+) -> u32 {
+    let Work { rows, attempt, mut schedule, batch, span } = work;
+    let (refused, accepted): (Vec<_>, Vec<_>) =
+        rows.into_iter().partition(|r| rejected.contains_key(&r.key));
+    judged.acknowledge(accepted, tally);
+    let count = refused.len() as u32;
+    let reason = |row: &PlannedRow| Some(rejected[&row.key].clone());
+    match policy.decide(attempt, refused.len(), false, None, &mut schedule) {
+        Decision::RetryAfter(delay) | Decision::Split(delay) => {
+            tracing::warn!(sync, attempt, rows = refused.len(), "rows rejected, retrying");
+            judged.events.add(&refused, Event::Rejected, reason, true);
+            let work = Work { rows: refused, attempt: attempt + 1, schedule, batch, span };
+            judged.retries.push((delay, work));
+        }
+        Decision::LeavePending => {
+            tally.rejected += refused.len() as u64;
+            judged.events.add(&refused, Event::Rejected, reason, false);
+            judged.outcomes.not_delivered = refused
+                .iter()
+                .map(|r| NotDelivered {
+                    key: r.key.clone(),
+                    operation: r.operation,
+                    reason: rejected[&r.key].clone(),
+                    attempts: attempt,
+                })
+                .collect();
+        }
+    }
+    count
+}
+
+/// Every row of an invocation that failed as a whole is retried (whole, or split in
+/// halves) or left pending.
+fn judge_failed(
+    judged: &mut Judged,
+    work: Work,
+    reason: String,
+    retry_after: Option<Duration>,
+    policy: &RetryPolicy,
+    tally: &mut Tally,
+    sync: &str,
+) {
+    let Work { rows, attempt, mut schedule, batch, span } = work;
+    let decision = policy.decide(attempt, rows.len(), true, retry_after, &mut schedule);
+    let retried = decision != Decision::LeavePending;
+    judged.events.add(&rows, Event::Failed, |_| Some(reason.clone()), retried);
+    let count = rows.len();
+    match decision {
+        Decision::Split(delay) => {
+            tracing::warn!(sync, attempt, rows = count, reason, "batch failed, splitting it");
+            let mut first = rows;
+            let second = first.split_off(first.len() / 2);
+            let (twin, twin_span) = (schedule.clone(), span.clone());
+            judged.retries.push((delay, Work { rows: first, attempt, schedule, batch, span }));
+            let half = Work { rows: second, attempt, schedule: twin, batch, span: twin_span };
+            judged.retries.push((delay, half));
+        }
+        Decision::RetryAfter(delay) => {
+            tracing::warn!(sync, attempt, rows = count, reason, "invocation failed, retrying");
+            let work = Work { rows, attempt: attempt + 1, schedule, batch, span };
+            judged.retries.push((delay, work));
+        }
+        Decision::LeavePending => {
+            tracing::error!(
+                sync,
+                attempt,
+                rows = count,
+                reason,
+                "invocation failed, rows left pending"
+            );
+            tally.failed += count as u64;
+            judged.outcomes.not_delivered = rows
+                .into_iter()
+                .map(|r| NotDelivered {
+                    key: r.key,
+                    operation: r.operation,
+                    reason: reason.clone(),
+                    attempts: attempt,
+                })
+                .collect();
+        }
+    }
+}
+
+/// The error class of an invocation that failed as a whole.
+fn failure_class(answer: Answer) -> &'static str {
+    match answer {
+        Answer::Status(200..=299) => "unreadable_errors",
+        Answer::Status(_) => "http_error",
+        Answer::Timeout => "timeout",
+        Answer::Connection | Answer::None => "connection",
+    }
+}
+
+/// The row events of one invocation attempt.
+struct Events {
+    invocation_id: String,
+    attempt: u32,
+    at: i64,
+    events: Vec<RowEvent>,
+}
+
+impl Events {
+    fn new(invocation_id: &str, attempt: u32) -> Events {
+        let at = chrono::Utc::now().timestamp_micros();
+        Events { invocation_id: invocation_id.to_string(), attempt, at, events: Vec::new() }
+    }
+
+    fn add(
+        &mut self,
+        rows: &[PlannedRow],
+        event: Event,
+        reason: impl Fn(&PlannedRow) -> Option<String>,
+        retried: bool,
+    ) {
+        self.events.extend(rows.iter().map(|row| RowEvent {
+            key: row.key.clone(),
+            operation: row.operation,
+            event,
+            reason: reason(row),
+            attempt: self.attempt,
+            retried,
+            invocation_id: Some(self.invocation_id.clone()),
+            at: self.at,
+        }));
+    }
+}
+
+/// A row too large for a request of its own: rejected with the reason, never cut.
 fn too_large(row: PlannedRow, size: usize) -> Outcomes {
     let reason = format!(
         "the row alone makes a request of {size} bytes, above `batching.max_request_bytes`; \
          it is never cut, so raise the limit or slim the model"
     );
+    let event = RowEvent {
+        key: row.key.clone(),
+        operation: row.operation,
+        event: Event::Rejected,
+        reason: Some(reason.clone()),
+        attempt: 1,
+        retried: false,
+        invocation_id: None,
+        at: chrono::Utc::now().timestamp_micros(),
+    };
     let not_delivered =
         NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
-    Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered] }
+    let history = History { invocations: vec![], events: vec![event] };
+    Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered], history }
 }
 
 fn acknowledged(row: PlannedRow) -> Acknowledged {

@@ -29,6 +29,7 @@ use self::progress::Progress;
 use self::retry::RetryPolicy;
 use crate::manifest::SyncSource;
 use crate::plan::{Plan, SyncPlan};
+use crate::runs::record::{self, Finish, RunStatus};
 use crate::state::commit::{commit_planned, fold_journal};
 use crate::workspace::Workspace;
 
@@ -81,6 +82,9 @@ pub fn apply(
     runtime.spawn(stop_on_signal(stop_sender));
 
     let run_id = uuid::Uuid::now_v7().to_string();
+    // Always on, so every warning of the run carries its id and its sync.
+    let _run = tracing::warn_span!("run", run_id = run_id.as_str()).entered();
+    crate::runs::prune_bodies(workspace)?;
     let mut syncs = Vec::new();
     for sync_plan in plan.planned() {
         if *stop.borrow() {
@@ -95,12 +99,54 @@ pub fn apply(
                 format!("the plan names sync `{}`, which the project no longer has", sync_plan.name)
             })?;
         let report =
-            apply_sync(&runtime, workspace, source, sync_plan, &run_id, options, stop.clone())?;
+            recorded_sync(&runtime, workspace, source, sync_plan, &run_id, options, stop.clone())?;
         syncs.push(report);
     }
     fold_journal(&workspace.db.conn).context("cannot fold acknowledged rows into the snapshot")?;
     let interrupted = *stop.borrow();
     Ok(ApplyReport { run_id, syncs, interrupted })
+}
+
+/// Applies one sync within its run record: `running` before it starts, its status, counts
+/// and error after it ends.
+fn recorded_sync(
+    runtime: &tokio::runtime::Runtime,
+    workspace: &Workspace,
+    source: &SyncSource,
+    sync_plan: &SyncPlan,
+    run_id: &str,
+    options: &ApplyOptions,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<SyncReport> {
+    let _sync = tracing::warn_span!("sync", sync = sync_plan.name.as_str()).entered();
+    let conn = &workspace.db.conn;
+    record::start_run(conn, run_id, &sync_plan.name, sync_plan.invoke.total())
+        .context("cannot record the start of the run")?;
+    let report = match apply_sync(runtime, workspace, source, sync_plan, run_id, options, stop) {
+        Ok(report) => report,
+        Err(error) => {
+            let message = format!("{error:#}");
+            let finish = Finish {
+                status: RunStatus::Failed,
+                pending: sync_plan.invoke.total(),
+                error: Some(&message),
+                threshold: None,
+            };
+            let _ = record::finish_run(conn, run_id, &sync_plan.name, &finish);
+            return Err(error);
+        }
+    };
+    record::finish_run(conn, run_id, &sync_plan.name, &finish(&report))
+        .context("cannot record the end of the run")?;
+    tracing::info!(
+        status = finish(&report).status.as_str(),
+        acknowledged = report.tally.acknowledged,
+        rejected = report.tally.rejected,
+        failed = report.tally.failed,
+        pending = report.pending,
+        "sync finished"
+    );
+    Ok(report)
 }
 
 fn apply_sync(
@@ -117,6 +163,8 @@ fn apply_sync(
     let manifest = &source.manifest;
     let silent = commit_planned(conn, &plan.name, "NOT invoke", &plan.columns)
         .with_context(|| format!("cannot commit the silent rows of `{}`", plan.name))?;
+    record::record_silent(conn, run_id, &plan.name)
+        .with_context(|| format!("cannot record the silent rows of `{}`", plan.name))?;
     let mut report = SyncReport {
         name: plan.name.clone(),
         planned: plan.invoke.total(),
@@ -161,6 +209,7 @@ fn apply_sync(
         timeout: manifest.timeout.get(),
         policy: RetryPolicy::new(&manifest.retry),
         grace: manifest.timeout.get() + Duration::from_secs(2),
+        record_bodies: manifest.record_bodies.is_some(),
     };
     let limits = BatchLimits {
         rows: manifest.batching.size as usize,
@@ -210,6 +259,25 @@ fn apply_sync(
     report.tally = tally;
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// How a sync's report reads in the run history.
+fn finish(report: &SyncReport) -> Finish<'_> {
+    let status = if report.error.is_some() {
+        RunStatus::Failed
+    } else if report.tally.interrupted {
+        RunStatus::Interrupted
+    } else if report.pending > 0 || report.threshold.is_some() {
+        RunStatus::CompletedWithRejectedRows
+    } else {
+        RunStatus::Succeeded
+    };
+    Finish {
+        status,
+        pending: report.pending,
+        error: report.error.as_deref(),
+        threshold: report.threshold.as_deref(),
+    }
 }
 
 /// The rejected-rows threshold this run passed, if any.

@@ -422,7 +422,7 @@ pub struct RecordBodies {
 }
 
 fn default_retention() -> HumanDuration {
-    HumanDuration::from_secs(7 * 24 * 3600)
+    HumanDuration::parse("7d").expect("a valid duration")
 }
 
 impl SyncManifest {

@@ -74,13 +74,16 @@ pub struct NotDelivered {
 pub struct Outcomes {
     pub acknowledged: Vec<Acknowledged>,
     pub not_delivered: Vec<NotDelivered>,
+    /// The invocation attempts and row events behind these outcomes, for the run history.
+    pub history: crate::runs::record::History,
 }
 
 /// Commits invocation outcomes in one transaction: acknowledged changes are appended to
 /// the journal (folded into the snapshot by [`fold_journal`]); rows that were not
-/// delivered enter or update the pending set. The first commit of a run (`first`) moves the
-/// snapshot version, so saved plans made before the run are refused; later commits of the
-/// same run need not move it again, since no plan can be made while the run holds the state.
+/// delivered enter or update the pending set; the run history behind them is appended. The
+/// first commit of a run (`first`) moves the snapshot version, so saved plans made before
+/// the run are refused; later commits of the same run need not move it again, since no
+/// plan can be made while the run holds the state.
 pub fn commit_outcomes(
     conn: &Connection,
     sync: &str,
@@ -90,6 +93,7 @@ pub fn commit_outcomes(
 ) -> duckdb::Result<()> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| {
+        crate::runs::record::append(conn, sync, run_id, &outcomes.history)?;
         if !outcomes.acknowledged.is_empty() {
             let mut appender = conn.appender_to_catalog_and_db("journal", "state", "main")?;
             let micros = chrono::Utc::now().timestamp_micros();

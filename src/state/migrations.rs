@@ -8,7 +8,7 @@ use duckdb::Connection;
 use super::StateError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `n` (1-based) turns version `n - 1` into version `n`.
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +50,80 @@ const MIGRATIONS: &[&str] = &[
         first_failed_at TIMESTAMP NOT NULL,
         last_failed_at TIMESTAMP NOT NULL,
         PRIMARY KEY (sync, key)
+    );",
+    // 2: run history. One run row per sync of an apply, one row per invocation attempt,
+    // one event per row and attempt, the counts of each finished run, and request and
+    // response bodies for the syncs that opt in (deleted after their retention).
+    "CREATE TABLE state.runs (
+        run_id VARCHAR NOT NULL,
+        sync VARCHAR NOT NULL,
+        -- running, succeeded, completed_with_rejected_rows, failed, interrupted
+        status VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        -- Rows planned for invocation, and rows committed without invoking.
+        planned BIGINT NOT NULL DEFAULT 0,
+        invocations BIGINT NOT NULL DEFAULT 0,
+        -- Rows planned for invocation that were not acknowledged by the end of the run.
+        pending BIGINT NOT NULL DEFAULT 0,
+        error VARCHAR,
+        threshold VARCHAR,
+        PRIMARY KEY (run_id, sync)
+    );
+    CREATE TABLE state.run_counts (
+        run_id VARCHAR NOT NULL,
+        sync VARCHAR NOT NULL,
+        operation VARCHAR NOT NULL,
+        -- acknowledged, rejected, failed, silent
+        outcome VARCHAR NOT NULL,
+        rows BIGINT NOT NULL
+    );
+    CREATE TABLE state.invocations (
+        run_id VARCHAR NOT NULL,
+        sync VARCHAR NOT NULL,
+        invocation_id VARCHAR NOT NULL,
+        batch BIGINT NOT NULL,
+        attempt INTEGER NOT NULL,
+        operation VARCHAR NOT NULL,
+        rows INTEGER NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        latency_ms DOUBLE NOT NULL,
+        request_bytes BIGINT NOT NULL,
+        -- NULL when no status came back (timeout, connection error).
+        http_status INTEGER,
+        -- acknowledged, partial, failed, denied
+        outcome VARCHAR NOT NULL,
+        -- NULL on success; else rejected_rows, http_error, timeout, connection,
+        -- unreadable_errors or denied.
+        error_class VARCHAR,
+        rejected_rows INTEGER NOT NULL,
+        -- Why the invocation failed, as the run reported it.
+        error VARCHAR,
+        -- The start of the response body, whitespace collapsed.
+        response_excerpt VARCHAR
+    );
+    CREATE TABLE state.row_events (
+        run_id VARCHAR NOT NULL,
+        sync VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        operation VARCHAR NOT NULL,
+        -- acknowledged, rejected, failed, silent
+        event VARCHAR NOT NULL,
+        reason VARCHAR,
+        attempt INTEGER NOT NULL,
+        -- Whether the row was sent again in the same run; the one event of a row and run
+        -- that is not retried is its outcome in that run.
+        retried BOOLEAN NOT NULL,
+        invocation_id VARCHAR,
+        happened_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE state.invocation_bodies (
+        run_id VARCHAR NOT NULL,
+        sync VARCHAR NOT NULL,
+        invocation_id VARCHAR NOT NULL,
+        request VARCHAR NOT NULL,
+        response VARCHAR,
+        recorded_at TIMESTAMP NOT NULL
     );",
 ];
 

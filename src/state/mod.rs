@@ -9,6 +9,7 @@
 pub mod commit;
 pub mod gcs;
 pub mod lock;
+pub mod maintenance;
 mod migrations;
 pub mod write_back;
 
@@ -81,6 +82,10 @@ impl StateDb {
                 entries = folded,
                 "folded acknowledged changes left by an earlier apply"
             );
+        }
+        let interrupted = crate::runs::record::recover(&conn)?;
+        if interrupted > 0 {
+            tracing::warn!(runs = interrupted, "marked runs of a stopped apply as interrupted");
         }
         Ok(StateDb { conn, path: path.to_path_buf(), state_id })
     }
