@@ -18,7 +18,7 @@ const STATE: &str = "team/state.duckdb";
 const LOCK: &str = "team/state.lock";
 
 fn apply(dir: &Path) -> std::process::Output {
-    let output = rowcast(dir, &["apply", "--quiet"]);
+    let output = rowcast(dir, &["apply"]);
     assert_no_panic(&output);
     output
 }
@@ -26,7 +26,7 @@ fn apply(dir: &Path) -> std::process::Output {
 fn spawn_apply(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_rowcast"))
         .current_dir(dir)
-        .args(["apply", "--quiet"])
+        .args(["apply"])
         .env("ROWCAST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

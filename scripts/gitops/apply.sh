@@ -15,7 +15,7 @@ rowcast="${ROWCAST:-rowcast}"
 project="${ROWCAST_PROJECT:-.}"
 summary="${ROWCAST_SUMMARY:-rowcast-apply.txt}"
 
-"$rowcast" --project "$project" apply --quiet | tee "$summary"
+"$rowcast" --project "$project" apply | tee "$summary"
 code=${PIPESTATUS[0]}
 
 case "$code" in
