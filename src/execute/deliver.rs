@@ -284,10 +284,19 @@ struct Judged {
 }
 
 impl Judged {
+    /// Acknowledged rows go to the journal, which becomes their history events when it is
+    /// folded, so they need no event of their own here.
     fn acknowledge(&mut self, rows: Vec<PlannedRow>, tally: &mut Tally) {
         tally.acknowledged += rows.len() as u64;
-        self.events.add(&rows, Event::Acknowledged, |_| None, false);
-        self.outcomes.acknowledged.extend(rows.into_iter().map(acknowledged));
+        let (invocation, attempt) = (&self.events.invocation_id, self.events.attempt);
+        let acknowledged = rows.into_iter().map(|row| Acknowledged {
+            key: row.key,
+            operation: row.operation,
+            row: row.row,
+            invocation_id: invocation.clone(),
+            attempt,
+        });
+        self.outcomes.acknowledged.extend(acknowledged);
     }
 }
 
@@ -500,10 +509,6 @@ fn too_large(row: PlannedRow, size: usize) -> Outcomes {
         NotDelivered { key: row.key, operation: row.operation, reason, attempts: 1 };
     let history = History { invocations: vec![], events: vec![event] };
     Outcomes { acknowledged: vec![], not_delivered: vec![not_delivered], history }
-}
-
-fn acknowledged(row: PlannedRow) -> Acknowledged {
-    Acknowledged { key: row.key, operation: row.operation, row: row.row }
 }
 
 fn warn_unknown(sync: &str, keys: &[String], tally: &mut Tally) {

@@ -125,7 +125,14 @@ fn recorded_sync(
     let conn = &workspace.db.conn;
     record::start_run(conn, run_id, &sync_plan.name, sync_plan.invoke.total())
         .context("cannot record the start of the run")?;
-    let report = match apply_sync(runtime, workspace, source, sync_plan, run_id, options, stop) {
+    let applied = apply_sync(runtime, workspace, source, sync_plan, run_id, options, stop);
+    // The sync's acknowledged changes enter the snapshot, and become history events, before
+    // its run is counted.
+    let applied = applied.and_then(|report| {
+        fold_journal(conn).context("cannot fold acknowledged rows into the snapshot")?;
+        Ok(report)
+    });
+    let report = match applied {
         Ok(report) => report,
         Err(error) => {
             let message = format!("{error:#}");

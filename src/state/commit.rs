@@ -57,6 +57,9 @@ pub struct Acknowledged {
     pub key: String,
     pub operation: crate::manifest::Operation,
     pub row: String,
+    /// The invocation that acknowledged it, and its attempt: the history's event.
+    pub invocation_id: String,
+    pub attempt: u32,
 }
 
 /// A row change that was rejected or failed, to be sent again.
@@ -106,6 +109,8 @@ pub fn commit_outcomes(
                     row.row,
                     run_id,
                     now.clone(),
+                    row.invocation_id,
+                    row.attempt as i32,
                 ])?;
             }
             appender.flush()?;
@@ -148,8 +153,9 @@ pub fn commit_outcomes(
 }
 
 /// Folds the journal into the snapshot in one transaction: the last acknowledged change of
-/// each key replaces its snapshot row (or removes it), and those keys leave the pending
-/// set. Returns how many journal entries were folded.
+/// each key replaces its snapshot row (or removes it), those keys leave the pending set,
+/// and every entry becomes an `acknowledged` event of the run history. Returns how many
+/// journal entries were folded.
 pub fn fold_journal(conn: &Connection) -> duckdb::Result<u64> {
     let (entries, runs): (i64, i64) =
         conn.query_row("SELECT count(*), count(DISTINCT run_id) FROM state.journal", [], |row| {
@@ -181,6 +187,10 @@ pub fn fold_journal(conn: &Connection) -> duckdb::Result<u64> {
             WHERE operation <> 'removed';
         DELETE FROM state.pending AS p USING temp.folded AS f
             WHERE p.sync = f.sync AND p.key = f.key;
+        INSERT INTO state.row_events
+            SELECT run_id, sync, key, operation, 'acknowledged', NULL, coalesce(attempt, 1),
+                   false, invocation_id, committed_at
+            FROM state.journal;
         DELETE FROM state.journal;
         DROP VIEW temp.folded;
         COMMIT;"
@@ -199,7 +209,7 @@ mod tests {
 
     fn journal(conn: &Connection, key: &str, operation: &str, row: &str, run: &str, at: &str) {
         conn.execute(
-            "INSERT INTO state.journal VALUES ('s', ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+            "INSERT INTO state.journal VALUES ('s', ?, ?, ?, ?, CAST(? AS TIMESTAMP), 'i', 1)",
             [key, operation, row, run, at],
         )
         .unwrap();

@@ -53,8 +53,12 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: run history. One run row per sync of an apply, one row per invocation attempt,
     // one event per row and attempt, the counts of each finished run, and request and
-    // response bodies for the syncs that opt in (deleted after their retention).
-    "CREATE TABLE state.runs (
+    // response bodies for the syncs that opt in (deleted after their retention). The
+    // journal learns which invocation acknowledged each change: its `acknowledged` events
+    // are written from the journal when it is folded, in bulk, not one by one.
+    "ALTER TABLE state.journal ADD COLUMN invocation_id VARCHAR;
+    ALTER TABLE state.journal ADD COLUMN attempt INTEGER;
+    CREATE TABLE state.runs (
         run_id VARCHAR NOT NULL,
         sync VARCHAR NOT NULL,
         -- running, succeeded, completed_with_rejected_rows, failed, interrupted
