@@ -102,6 +102,29 @@ fn the_state_round_trips_through_the_bucket_across_empty_runners() {
 }
 
 #[test]
+fn reset_reaches_the_bucket_so_the_next_runner_starts_an_initial_sync() {
+    // A maintenance verb on another runner changes the state in the bucket, not only its
+    // own working copy: after `reset`, a fresh runner plans every row as added again.
+    let emulator = Emulator::start();
+    let server = TestServer::start(Duration::ZERO);
+    let state = emulator.state_block("team", "30s", "1m");
+    let runners: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for runner in &runners {
+        gcs_project(runner.path(), &state, 20, &server.url, "");
+    }
+    let output = apply(runners[0].path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let output = rowcast(runners[1].path(), &["reset", "s", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(emulator.object(LOCK).is_none(), "reset released the lock");
+
+    let third = common::TestProject { dir: runners.into_iter().nth(2).unwrap() };
+    let plan = third.plan_json(&[]);
+    assert_eq!(counts(&plan, "s").0, 20, "every row is added again: {plan}");
+}
+
+#[test]
 fn a_second_apply_on_another_runner_is_refused_naming_the_holder() {
     // While one apply holds the lock object, another fails at once with its holder, also
     // long after the lock's time-to-live, since a live holder renews it.

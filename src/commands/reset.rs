@@ -50,6 +50,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     confirm(&question, args.yes, "reset", &args.sync)?;
     maintenance::reset(conn, &args.sync)
         .with_context(|| format!("cannot reset sync `{}`", args.sync))?;
+    // A state kept in Cloud Storage is changed only once it is written back.
+    workspace.write_back().context("cannot write the state back")?;
     println!(
         "reset `{}`: forgot {} acknowledged and {} pending rows; the next apply is an initial sync",
         args.sync, tracked.snapshot, tracked.pending

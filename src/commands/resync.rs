@@ -50,6 +50,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     confirm(&question, args.yes, "resync", &args.sync)?;
     maintenance::resync(conn, &args.sync)
         .with_context(|| format!("cannot resync sync `{}`", args.sync))?;
+    // A state kept in Cloud Storage is changed only once it is written back.
+    workspace.write_back().context("cannot write the state back")?;
     println!(
         "resync `{}`: the next apply sends every row of the model as added ({} were \
          acknowledged before)",
