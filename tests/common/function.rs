@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +22,42 @@ pub struct Recorder {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The port a process listens on, found from its sockets in /proc: servers here bind
+/// port 0, so two of them never race for a port picked in advance.
+pub fn listening_port(pid: u32, limit: Duration) -> Option<u16> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(port) = listening_port_now(pid) {
+            return Some(port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn listening_port_now(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let text = target.to_string_lossy().into_owned();
+            Some(text.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    // Node.js listens on the IPv6 wildcard, which /proc lists under tcp6.
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
+        let table = std::fs::read_to_string(table).ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is field 9.
+            let listening = fields.get(3) == Some(&"0A");
+            let ours = fields.get(9).is_some_and(|inode| inodes.iter().any(|i| i == inode));
+            if !(listening && ours) {
+                return None;
+            }
+            u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()
+        })
+    })
 }
 
 /// Waits until something accepts connections on `port`, for at most `limit`.
@@ -62,16 +96,15 @@ impl Recorder {
         )
     }
 
-    /// Starts `command` on a free port (it must take `--port`) and waits until it listens.
+    /// Starts `command` on port 0 (it must take `--port`) and waits until it listens.
     fn spawn(mut command: Command, missing: &str) -> Recorder {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let record_file = dir.path().join("record.jsonl");
         let control_file = dir.path().join("control");
         std::fs::write(&record_file, "").unwrap();
-        let port = free_port();
-        let child = command
-            .arg(format!("--port={port}"))
+        let mut child = command
+            .arg("--port=0")
             .env("RECORD_FILE", &record_file)
             .env("CONTROL_FILE", &control_file)
             .stdout(Stdio::null())
@@ -79,7 +112,13 @@ impl Recorder {
             .process_group(0)
             .spawn()
             .expect(missing);
-        wait_for_port(port, Duration::from_secs(30));
+        let Some(port) = listening_port(child.id(), Duration::from_secs(30)) else {
+            // SAFETY: kill(2) with a negative pid signals the process group we created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("the Functions Framework did not listen within 30 s");
+        };
+        wait_for_port(port, Duration::from_secs(10));
         Recorder {
             url: format!("http://127.0.0.1:{port}/"),
             child,

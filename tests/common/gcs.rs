@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rowcast::state::gcs::client::Bucket;
 
@@ -33,7 +33,7 @@ impl Emulator {
             .stderr(Stdio::null())
             .spawn()
             .expect("fake-gcs-server starts");
-        let port = match listening_port(child.id(), Duration::from_secs(20)) {
+        let port = match super::function::listening_port(child.id(), Duration::from_secs(20)) {
             Some(port) => port,
             None => {
                 let _ = child.kill();
@@ -88,41 +88,6 @@ fn binary() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-}
-
-/// The port a process listens on, found from its sockets in /proc, since the emulator
-/// binds port 0 and logs `:0`.
-fn listening_port(pid: u32, limit: Duration) -> Option<u16> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(port) = listening_port_now(pid) {
-            return Some(port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-fn listening_port_now(pid: u32) -> Option<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter_map(|target| {
-            let text = target.to_string_lossy().into_owned();
-            Some(text.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is field 9.
-        let listening = fields.get(3) == Some(&"0A");
-        let ours = fields.get(9).is_some_and(|inode| inodes.iter().any(|i| i == inode));
-        if !(listening && ours) {
-            return None;
-        }
-        u16::from_str_radix(fields[1].split(':').nth(1)?, 16).ok()
-    })
 }
 
 /// A project whose state lives in the emulator, with one sync `s` of `rows` rows sent to
