@@ -91,8 +91,8 @@ pub struct HttpDestination {
 
 /// How requests reach the function.
 enum Transport {
-    /// hyper's pooled client, straight to `uri`.
-    Direct { client: Pooled, uri: http::Uri },
+    /// hyper's pooled client (boxed: it is large), straight to `uri`.
+    Direct { client: Box<Pooled>, uri: http::Uri },
     /// reqwest, through the proxy the environment names.
     Proxied { client: reqwest::Client, url: reqwest::Url },
 }
@@ -138,7 +138,7 @@ impl HttpDestination {
             Transport::Proxied { client, url: parsed }
         } else {
             let uri = url.parse::<http::Uri>().map_err(|e| not_a_url(&e))?;
-            Transport::Direct { client: pooled(), uri }
+            Transport::Direct { client: Box::new(pooled()), uri }
         };
         Ok(HttpDestination { transport, url, credential, role })
     }
