@@ -116,23 +116,7 @@ pub fn commit_outcomes(
             appender.flush()?;
         }
         if !outcomes.not_delivered.is_empty() {
-            let mut upsert = conn.prepare_cached(
-                "INSERT INTO state.pending VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)
-                 ON CONFLICT (sync, key) DO UPDATE SET
-                     operation = excluded.operation,
-                     reason = excluded.reason,
-                     attempts = attempts + excluded.attempts,
-                     last_failed_at = excluded.last_failed_at",
-            )?;
-            for row in &outcomes.not_delivered {
-                upsert.execute(duckdb::params![
-                    sync,
-                    row.key,
-                    row.operation.as_str(),
-                    row.reason,
-                    row.attempts
-                ])?;
-            }
+            merge_pending(conn, sync, &outcomes.not_delivered)?;
         }
         if first {
             conn.execute(
@@ -150,6 +134,52 @@ pub fn commit_outcomes(
             Err(error)
         }
     }
+}
+
+/// Rows that were not delivered enter the pending set, or update their entry there
+/// (operation, reason, attempts added, time of the last failure), in a few statements
+/// over all of them: a statement per row (an upsert) costs a scan of the pending set
+/// each, which made an apply of many failing rows quadratic.
+fn merge_pending(conn: &Connection, sync: &str, rows: &[NotDelivered]) -> duckdb::Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS not_delivered (
+             seq BIGINT, key VARCHAR, operation VARCHAR, reason VARCHAR, attempts INTEGER);
+         DELETE FROM temp.not_delivered;",
+    )?;
+    let mut appender = conn.appender_to_catalog_and_db("not_delivered", "temp", "main")?;
+    for (seq, row) in rows.iter().enumerate() {
+        appender.append_row(duckdb::params![
+            seq as i64,
+            row.key,
+            row.operation.as_str(),
+            row.reason,
+            row.attempts
+        ])?;
+    }
+    appender.flush()?;
+    drop(appender);
+    // A key twice in one group (never expected) keeps its last outcome and every attempt.
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE merged_pending AS
+         SELECT ?::VARCHAR AS sync, n.key, n.operation, n.reason,
+                coalesce(p.attempts, 0) + n.attempts AS attempts,
+                coalesce(p.first_failed_at, now()::TIMESTAMP) AS first_failed_at,
+                now()::TIMESTAMP AS last_failed_at
+         FROM (SELECT key, arg_max(operation, seq) AS operation, arg_max(reason, seq) AS reason,
+                      sum(attempts)::INTEGER AS attempts
+               FROM temp.not_delivered GROUP BY key) AS n
+         LEFT JOIN state.pending AS p ON p.sync = ? AND p.key = n.key",
+        [sync, sync],
+    )?;
+    conn.execute(
+        "DELETE FROM state.pending WHERE sync = ? AND key IN (SELECT key FROM temp.merged_pending)",
+        [sync],
+    )?;
+    conn.execute_batch(
+        "INSERT INTO state.pending SELECT * FROM temp.merged_pending;
+         DROP TABLE temp.merged_pending;
+         DELETE FROM temp.not_delivered;",
+    )
 }
 
 /// Folds the journal into the snapshot in one transaction: the last acknowledged change of
@@ -237,6 +267,41 @@ mod tests {
         let expected = vec![("1".into(), r#"{"v":10}"#.into()), ("3".into(), r#"{"v":3}"#.into())];
         assert_eq!(snapshot(conn), expected);
         assert_eq!(fold_journal(conn).unwrap(), 0, "the journal is emptied");
+    }
+
+    #[test]
+    fn rows_not_delivered_accumulate_attempts_in_one_pending_entry_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("state.duckdb")).unwrap();
+        let conn = &db.conn;
+        let failed = |key: &str, reason: &str, attempts: u32| NotDelivered {
+            key: key.into(),
+            operation: crate::manifest::Operation::Added,
+            reason: reason.into(),
+            attempts,
+        };
+        let outcomes = |rows| Outcomes { not_delivered: rows, ..Outcomes::default() };
+        commit_outcomes(conn, "s", "run-a", &outcomes(vec![failed("1", "HTTP 500", 3)]), true)
+            .unwrap();
+        let rows = vec![failed("1", "timeout", 2), failed("2", "HTTP 503", 1)];
+        commit_outcomes(conn, "s", "run-b", &outcomes(rows), false).unwrap();
+
+        let mut statement = conn
+            .prepare(
+                "SELECT key, reason, attempts, first_failed_at <= last_failed_at
+                 FROM state.pending ORDER BY key",
+            )
+            .unwrap();
+        let pending: Vec<(String, String, i32, bool)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = vec![
+            ("1".to_string(), "timeout".to_string(), 5, true),
+            ("2".to_string(), "HTTP 503".to_string(), 1, true),
+        ];
+        assert_eq!(pending, expected);
     }
 
     #[test]
