@@ -26,7 +26,7 @@ use crate::state::write_back::WriteBack;
 pub const GATHER: Duration = Duration::from_millis(5);
 
 /// The longest time between the starts of two transactions under load. Each transaction
-/// costs about a millisecond whatever its size (every appender's flush is planned as an
+/// has a cost that does not depend on its size (every appender's flush is planned as an
 /// insert; the commit syncs the log), so under tens of thousands of invocations a second
 /// a wider window leaves more of the processor to the invocations.
 pub const GATHER_MAX: Duration = Duration::from_millis(100);
