@@ -15,7 +15,7 @@
 //! afterwards, and the wall time of the whole process is printed beside it.
 //!
 //! Usage: `cargo run --release --example bench_apply -- [--runs N] [--concurrency C]
-//! [--per-row ROWS] [--batch ROWS,ROWS] [--wrk-seconds S]` (defaults: 3 runs, 32, 300000,
+//! [--per-row ROWS] [--batch ROWS,ROWS] [--wrk-seconds S]` (defaults: 3 runs, 32, 700000,
 //! 1000000,10000000, 10). A count of 0 skips that scenario. Needs `wrk` on the PATH.
 
 mod support;
@@ -71,7 +71,7 @@ impl Options {
         let mut options = Options {
             runs: 3,
             concurrency: 32,
-            per_row: 300_000,
+            per_row: 700_000,
             batch: vec![1_000_000, 10_000_000],
             wrk_seconds: 10,
         };
