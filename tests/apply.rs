@@ -219,6 +219,30 @@ fn the_function_never_sees_more_invocations_in_flight_than_the_concurrency_limit
 }
 
 #[test]
+fn with_a_proxy_variable_set_invocations_go_through_the_proxy() {
+    // The "proxy" is the Rust test server: an HTTP proxy receives plain-HTTP requests in
+    // absolute form, which it answers like any other. The function's own port is closed,
+    // so every acknowledged row went through the proxy.
+    let proxy = TestServer::start(Duration::ZERO);
+    let project = TestProject::new();
+    project.warehouse("CREATE TABLE t AS SELECT i AS id FROM range(1, 11) t(i)");
+    project.sync("s", "SELECT * FROM t", "id", "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}/");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .current_dir(project.path())
+        .args(["apply", "--quiet", "--state", ".rowcast/state.duckdb", "--destination-url", &url])
+        .env("HTTP_PROXY", proxy.url.trim_end_matches('/'))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert_eq!(proxy.bodies().len(), 10);
+}
+
+#[test]
 fn the_rate_limit_holds_within_five_percent_over_ten_seconds() {
     let server = TestServer::start(Duration::ZERO);
     let project = TestProject::new();

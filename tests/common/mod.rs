@@ -22,6 +22,13 @@ pub fn rowcast(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env_remove("ROWCAST_EXAMPLE_UNSET_PROJECT")
+        // A proxy variable would send invocations through reqwest instead of hyper.
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
         .env("NO_COLOR", "1")
         .output()
         .expect("the rowcast binary runs")
