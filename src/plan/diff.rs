@@ -107,7 +107,10 @@ impl Planner<'_> {
     pub fn plan_sync(&self, sync: &SyncSource) -> SyncOutcome {
         let name = sync.manifest.name.clone();
         let manifest = sync.path.display().to_string();
-        match self.try_plan_sync(sync) {
+        let outcome = self.try_plan_sync(sync);
+        // The model's rows are not needed past the plan: the changes hold what apply sends.
+        let _ = self.conn.execute_batch("DROP TABLE IF EXISTS temp.plan_model");
+        match outcome {
             Ok(plan) => SyncOutcome::Planned(plan),
             Err(error) => {
                 // Whatever was inserted before the failure is not part of the plan.
@@ -414,19 +417,33 @@ pub fn differing_keys_sql(sync: &str) -> String {
 /// SQL that inserts the changes of `temp.plan_diff` into the changes table, with their
 /// rows, previous rows and idempotency keys; `invoke` is the SQL predicate (over
 /// `operation`) of the changes that invoke the function.
+///
+/// The model's rows and the snapshot's rows are each fetched by an inner join with the
+/// differing keys, whose hash table is built from those keys alone; the two halves then
+/// meet on the differing keys only. Outer joins from the differing keys to the whole
+/// model and snapshot would hash one of those whole-row tables instead, which runs out of
+/// memory under a small `memory_limit` once the model has millions of rows.
 pub fn changes_insert_sql(sync: &str, invoke: &str) -> String {
     format!(
         "INSERT INTO {CHANGES_TABLE}
          SELECT sync, key, operation, {invoke}, fingerprint, row, previous_row,
                 md5(concat_ws(chr(0), sync, operation, key, row)) AS idempotency_key
          FROM (
-            SELECT {sync} AS sync, d.key, d.operation, m.fingerprint,
+            SELECT {sync} AS sync,
+                   coalesce(m.key, s.key) AS key,
+                   coalesce(m.operation, s.operation) AS operation,
+                   m.fingerprint,
                    coalesce(m.row, s.row) AS row,
-                   CASE WHEN d.operation = 'changed' THEN s.row END AS previous_row
-            FROM temp.plan_diff AS d
-            LEFT JOIN temp.plan_model AS m ON m.key = d.key
-            LEFT JOIN (SELECT key, row FROM state.snapshot WHERE sync = {sync}) AS s
-              ON s.key = d.key
+                   CASE WHEN s.operation = 'changed' THEN s.row END AS previous_row
+            FROM (SELECT d.key, d.operation, model.fingerprint, model.row
+                  FROM temp.plan_model AS model JOIN temp.plan_diff AS d ON model.key = d.key)
+                 AS m
+            FULL OUTER JOIN
+                 (SELECT d.key, d.operation, snapshot.row
+                  FROM state.snapshot AS snapshot JOIN temp.plan_diff AS d
+                    ON snapshot.key = d.key
+                  WHERE snapshot.sync = {sync}) AS s
+              ON m.key = s.key
          )"
     )
 }
