@@ -68,7 +68,11 @@ impl Committer {
                 if let Some(wait) = last_start.and_then(|t| gather.checked_sub(t.elapsed())) {
                     std::thread::sleep(wait);
                 }
-                while let Ok(more) = receiver.try_recv() {
+                // Gather what has queued, but no more than the queue holds: the
+                // dispatcher refills the queue as it drains, and an unbounded group
+                // would hold every outcome of a slow transaction's window in memory.
+                while group.rows() < QUEUED_ROWS {
+                    let Ok(more) = receiver.try_recv() else { break };
                     group.acknowledged.extend(more.acknowledged);
                     group.not_delivered.extend(more.not_delivered);
                     group.history.extend(more.history);

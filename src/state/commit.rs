@@ -81,6 +81,13 @@ pub struct Outcomes {
     pub history: crate::runs::record::History,
 }
 
+impl Outcomes {
+    /// Row changes these outcomes carry.
+    pub fn rows(&self) -> usize {
+        self.acknowledged.len() + self.not_delivered.len()
+    }
+}
+
 /// Commits invocation outcomes in one transaction: acknowledged changes are appended to
 /// the journal (folded into the snapshot by [`fold_journal`]); rows that were not
 /// delivered enter or update the pending set; the run history behind them is appended. The
@@ -255,7 +262,8 @@ mod tests {
     #[test]
     fn the_latest_change_of_each_key_wins_across_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&dir.path().join("state.duckdb")).unwrap();
+        let db =
+            StateDb::open(&dir.path().join("state.duckdb"), crate::state::MEMORY_LIMIT).unwrap();
         let conn = &db.conn;
         journal(conn, "1", "added", r#"{"v":1}"#, "run-a", "2026-01-01 00:00:00");
         journal(conn, "2", "added", r#"{"v":2}"#, "run-a", "2026-01-01 00:00:00");
@@ -272,7 +280,8 @@ mod tests {
     #[test]
     fn rows_not_delivered_accumulate_attempts_in_one_pending_entry_each() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&dir.path().join("state.duckdb")).unwrap();
+        let db =
+            StateDb::open(&dir.path().join("state.duckdb"), crate::state::MEMORY_LIMIT).unwrap();
         let conn = &db.conn;
         let failed = |key: &str, reason: &str, attempts: u32| NotDelivered {
             key: key.into(),
@@ -307,7 +316,8 @@ mod tests {
     #[test]
     fn one_run_replaces_and_removes_snapshot_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&dir.path().join("state.duckdb")).unwrap();
+        let db =
+            StateDb::open(&dir.path().join("state.duckdb"), crate::state::MEMORY_LIMIT).unwrap();
         let conn = &db.conn;
         journal(conn, "1", "added", r#"{"v":1}"#, "run-a", "2026-01-01 00:00:00");
         journal(conn, "2", "added", r#"{"v":2}"#, "run-a", "2026-01-01 00:00:00");
