@@ -16,7 +16,7 @@ use crate::model::DuckDbSource;
 use crate::state::gcs::{GcsConfig, GcsState};
 use crate::state::lock::StateLock;
 use crate::state::write_back::WriteBack;
-use crate::state::StateDb;
+use crate::state::{StateDb, MEMORY_LIMIT};
 
 /// The state of runs against a local function (`--destination-url`), relative to the
 /// project folder.
@@ -89,7 +89,8 @@ impl Workspace {
         state_path: &Path,
         remote: Option<Arc<GcsState>>,
     ) -> anyhow::Result<Workspace> {
-        let db = StateDb::open(state_path)?;
+        let memory_limit = project.file.memory_limit.as_deref().unwrap_or(MEMORY_LIMIT);
+        let db = StateDb::open(state_path, memory_limit)?;
         let Warehouse::Duckdb { path } = &project.file.warehouse;
         let warehouse = path.as_deref().map(|p| project.path(p));
         let source = DuckDbSource::attach(&db.conn, warehouse.as_deref())

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{assert_no_panic, counts, stdout, TestProject};
+use common::{assert_no_panic, counts, stderr, stdout, TestProject};
 use serde_json::{json, Value};
 
 fn example_keys(plan: &Value, sync: &str, operation: &str) -> BTreeSet<String> {
@@ -320,4 +320,35 @@ fn text_output_matches_its_snapshot() {
     let output = project.rowcast(&["plan", "--show-rows", "2"]);
     assert_eq!(output.status.code(), Some(0));
     insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn the_project_memory_limit_is_checked_and_given_to_duckdb() {
+    let project = TestProject::new();
+    project.warehouse(
+        "CREATE TABLE items AS SELECT i AS id, repeat('x', 200) || i AS v FROM range(200000) t(i)",
+    );
+    project.sync("items", "SELECT * FROM items", "id", "");
+    let file = project.path().join("rowcast.yaml");
+    let base = std::fs::read_to_string(&file).unwrap();
+
+    // Not a size: a problem of the project file, named with its value.
+    std::fs::write(&file, format!("{base}memory_limit: lots\n")).unwrap();
+    let output = project.rowcast(&["plan"]);
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("rowcast.yaml:") && text.contains("lots"), "{text}");
+
+    // Far too small for this model: DuckDB runs out of memory, so the limit was applied.
+    std::fs::write(&file, format!("{base}memory_limit: 2MB\n")).unwrap();
+    let output = project.rowcast(&["plan"]);
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("Out of Memory"), "{text}");
+
+    // Large enough: every row is planned.
+    std::fs::write(&file, format!("{base}memory_limit: 1GB\n")).unwrap();
+    assert_eq!(counts(&project.plan_json(&[]), "items"), (200000, 0, 0, 0, 0));
 }

@@ -29,6 +29,14 @@ pub struct ProjectFile {
     /// Folder of the sync manifests, one sync per `.yaml` file. Defaults to `syncs`.
     #[serde(default = "default_syncs_dir")]
     pub syncs: String,
+
+    /// How much memory DuckDB may hold for plans and the state before it spills to disk
+    /// next to the state file, such as `128MB` or `1GB`. Defaults to `128MB`, under which
+    /// an apply's peak memory stays the same however many rows it sends; a larger limit
+    /// makes plans of millions of rows faster and costs that much more memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+(\.[0-9]+)? ?(B|[KMGT]i?B)$"))]
+    pub memory_limit: Option<String>,
 }
 
 fn default_syncs_dir() -> String {

@@ -37,14 +37,24 @@ pub enum StateError {
          ({known}); upgrade rowcast"
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "DuckDB refused the memory limit `{value}` (`memory_limit` in rowcast.yaml): {source}. \
+         Use a size such as `128MB` or `1GB`"
+    )]
+    MemoryLimit { value: String, source: duckdb::Error },
     #[error("the state `{path}` could not be migrated to version {version}: {source}")]
     Migrate { path: PathBuf, version: i64, source: duckdb::Error },
     #[error("state query failed: {0}")]
     Query(#[from] duckdb::Error),
 }
 
-/// How much memory DuckDB may use for its buffers before it spills to disk.
-pub const MEMORY_LIMIT: &str = "512MB";
+/// How much memory DuckDB may use for its buffers before it spills to disk, unless the
+/// project sets `memory_limit`. An apply reads every planned row once and writes each
+/// acknowledged row once, so past this limit DuckDB's buffers hold data it has finished
+/// with; a limit that a million-row apply already reaches keeps the peak memory of larger
+/// ones the same. Plans of millions of rows are somewhat slower under it than under a
+/// larger limit, as their joins spill sooner.
+pub const MEMORY_LIMIT: &str = "128MB";
 
 /// How much write-ahead log DuckDB gathers before it checkpoints it into the state file.
 /// DuckDB's default (16 MB) makes an apply of many small invocations checkpoint every few
@@ -62,8 +72,8 @@ pub struct StateDb {
 
 impl StateDb {
     /// Opens (creating when missing) the state file at `path`, migrating it to the current
-    /// schema version.
-    pub fn open(path: &Path) -> Result<StateDb, StateError> {
+    /// schema version, with DuckDB's buffers limited to `memory_limit` (such as `128MB`).
+    pub fn open(path: &Path, memory_limit: &str) -> Result<StateDb, StateError> {
         if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
                 .map_err(|source| StateError::Folder { path: folder.to_path_buf(), source })?;
@@ -71,9 +81,12 @@ impl StateDb {
         let open_error = |source| StateError::Open { path: path.to_path_buf(), source };
         let conn = Connection::open_in_memory().map_err(open_error)?;
         let temp = path.with_extension("tmp");
+        let limit = crate::model::json::quote_literal(memory_limit);
+        conn.execute_batch(&format!("SET memory_limit = {limit}")).map_err(|source| {
+            StateError::MemoryLimit { value: memory_limit.to_string(), source }
+        })?;
         conn.execute_batch(&format!(
-            "SET memory_limit = '{MEMORY_LIMIT}';
-             SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}';
+            "SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}';
              SET preserve_insertion_order = false;
              SET temp_directory = {};
              ATTACH {} AS {CATALOG};",
