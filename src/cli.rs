@@ -134,5 +134,8 @@ fn render_error(error: &anyhow::Error) -> String {
     for cause in error.chain().skip(1) {
         text.push_str(&format!("\n  caused by: {cause}"));
     }
+    if let Some(hint) = crate::state::memory_hint(&text) {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
     text
 }

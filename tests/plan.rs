@@ -347,6 +347,7 @@ fn the_project_memory_limit_is_checked_and_given_to_duckdb() {
     assert_eq!(output.status.code(), Some(1));
     let text = format!("{}{}", stdout(&output), stderr(&output));
     assert!(text.contains("Out of Memory"), "{text}");
+    assert!(text.contains("raise `memory_limit` in rowcast.yaml"), "{text}");
 
     // Large enough: every row is planned.
     std::fs::write(&file, format!("{base}memory_limit: 1GB\n")).unwrap();

@@ -117,7 +117,10 @@ impl Planner<'_> {
                 let _ = self
                     .conn
                     .execute(&format!("DELETE FROM {CHANGES_TABLE} WHERE sync = ?"), [&name]);
-                let error = format!("sync `{name}` ({manifest}): {error}");
+                let mut error = format!("sync `{name}` ({manifest}): {error}");
+                if let Some(hint) = crate::state::memory_hint(&error) {
+                    error.push_str(&format!("\nhint: {hint}"));
+                }
                 SyncOutcome::Failed(SyncFailure { name, manifest, error })
             }
         }

@@ -56,6 +56,18 @@ pub enum StateError {
 /// larger limit, as their joins spill sooner.
 pub const MEMORY_LIMIT: &str = "128MB";
 
+/// What to do when DuckDB ran out of memory in `error` (the text of an error and its
+/// causes), or None for other errors. DuckDB's own advice names its `SET` statement; a
+/// rowcast user raises `memory_limit` in rowcast.yaml instead.
+pub fn memory_hint(error: &str) -> Option<String> {
+    error.contains("Out of Memory Error").then(|| {
+        format!(
+            "DuckDB needed more memory than its limit ({MEMORY_LIMIT} unless rowcast.yaml sets \
+             `memory_limit`); raise `memory_limit` in rowcast.yaml, such as `memory_limit: 1GB`"
+        )
+    })
+}
+
 /// How much write-ahead log DuckDB gathers before it checkpoints it into the state file.
 /// DuckDB's default (16 MB) makes an apply of many small invocations checkpoint every few
 /// seconds, each time rewriting the tables it appends to; a larger log costs a little
