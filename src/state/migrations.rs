@@ -8,7 +8,7 @@ use duckdb::Connection;
 use super::StateError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `n` (1-based) turns version `n - 1` into version `n`.
 const MIGRATIONS: &[&str] = &[
@@ -129,6 +129,23 @@ const MIGRATIONS: &[&str] = &[
         response VARCHAR,
         recorded_at TIMESTAMP NOT NULL
     );",
+    // 3: the pending set loses its primary key. DuckDB keeps a primary key's index in
+    // memory as the table grows, and past about a million pending rows (a function down
+    // for a whole large apply) it no longer fit under a 128 MB memory limit, so commits
+    // failed. Every statement that writes the pending set deletes a key's entry before
+    // inserting it again, which keeps keys unique without the index.
+    "CREATE TABLE state.pending_unindexed (
+        sync VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        operation VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at TIMESTAMP NOT NULL,
+        last_failed_at TIMESTAMP NOT NULL
+    );
+    INSERT INTO state.pending_unindexed SELECT * FROM state.pending;
+    DROP TABLE state.pending;
+    ALTER TABLE state.pending_unindexed RENAME TO pending;",
 ];
 
 /// Brings the attached state to [`SCHEMA_VERSION`] and returns its state id.
@@ -173,4 +190,55 @@ fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StateError> {
             duckdb::Error::QueryReturnedNoRows => Ok(None),
             other => Err(other.into()),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state left at version 2 by an older rowcast, with one pending row.
+    fn state_at_version_2(conn: &Connection, path: &Path) {
+        conn.execute_batch(&format!("ATTACH '{}' AS state", path.display())).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE state.rowcast_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);",
+        )
+        .unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO state.rowcast_meta VALUES ('schema_version', '2'), ('state_id', 'old');
+             INSERT INTO state.pending
+                 VALUES ('s', '7', 'changed', 'HTTP 500', 2, now(), now());",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn version_3_keeps_pending_rows_and_drops_the_pending_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.duckdb");
+        let conn = Connection::open_in_memory().unwrap();
+        state_at_version_2(&conn, &path);
+
+        assert_eq!(migrate(&conn, &path).unwrap(), "old");
+        let kept: (String, i32) = conn
+            .query_row("SELECT key, attempts FROM state.pending WHERE sync = 's'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("7".to_string(), 2));
+        let keys: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_constraints()
+                 WHERE database_name = 'state' AND table_name = 'pending'
+                   AND constraint_type = 'PRIMARY KEY'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(keys, 0);
+        let version = meta(&conn, "schema_version").unwrap();
+        assert_eq!(version.as_deref(), Some("3"));
+    }
 }
