@@ -45,11 +45,18 @@ pub enum Batched {
 /// The fewest rows handed to the dispatcher at once (but the last group).
 pub const HANDOFF_ROWS: usize = 256;
 
-/// How many groups the channel to the dispatcher holds, so about twice `concurrency`
-/// invocations wait for it, however many rows a group carries.
+/// The most rows the channel to the dispatcher holds when invocations are large.
+pub const HANDOFF_MAX_ROWS: usize = 16_384;
+
+/// How many groups the channel to the dispatcher holds: about twice `concurrency`
+/// invocations, however many rows a group carries, but no more than about
+/// [`HANDOFF_MAX_ROWS`] rows. The batcher fills a free place in well under the time an
+/// invocation takes, so invocations of many rows need fewer waiting.
 pub fn handoff_capacity(concurrency: usize, batch_rows: usize) -> usize {
-    let per_group = HANDOFF_ROWS.div_ceil(batch_rows.max(1));
-    (concurrency * 2).div_ceil(per_group).max(2)
+    let batch_rows = batch_rows.max(1);
+    let per_group = HANDOFF_ROWS.div_ceil(batch_rows);
+    let invocations = (concurrency * 2).min(HANDOFF_MAX_ROWS.div_ceil(batch_rows));
+    invocations.div_ceil(per_group).max(2)
 }
 
 /// Batches waiting to be handed over as one group.
