@@ -6,6 +6,7 @@
 //! catalog `state` and the warehouse attached beside it, so the diff and the commits are
 //! set-based SQL that DuckDB runs out of core.
 
+pub mod columns;
 pub mod commit;
 pub mod gcs;
 pub mod lock;
