@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
 
@@ -253,13 +254,37 @@ fn append_invocations(
     run_id: &str,
     invocations: &[InvocationRecord],
 ) -> duckdb::Result<()> {
+    crate::state::columns::append(conn, "invocations", invocations, |chunk| {
+        invocation_columns(run_id, sync, chunk)
+    })?;
+    let kept: Vec<&Exchange> =
+        invocations.iter().map(|i| &i.exchange).filter(|x| x.request_body.is_some()).collect();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let now = timestamp(chrono::Utc::now().timestamp_micros());
+    let mut appender = conn.appender_to_catalog_and_db("invocation_bodies", "state", "main")?;
+    for x in kept {
+        appender.append_row(duckdb::params![
+            run_id,
+            sync,
+            x.invocation_id,
+            x.request_body,
+            x.response_body,
+            now.clone()
+        ])?;
+    }
+    appender.flush()
+}
+
+/// The columns of `state.invocations` for `invocations`, in the table's order.
+fn invocation_columns(run_id: &str, sync: &str, invocations: &[InvocationRecord]) -> Vec<ArrayRef> {
     use crate::state::columns::{repeated, strings, timestamps};
-    use duckdb::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array};
     let int32 = |values: &dyn Fn(&InvocationRecord) -> Option<i32>| -> ArrayRef {
         Arc::new(invocations.iter().map(values).collect::<Int32Array>())
     };
     let n = invocations.len();
-    let columns: Vec<ArrayRef> = vec![
+    vec![
         repeated(run_id, n),
         repeated(sync, n),
         strings(invocations.iter().map(|i| Some(i.exchange.invocation_id.as_str()))),
@@ -286,26 +311,7 @@ fn append_invocations(
         int32(&|i| Some(i.rejected_rows as i32)),
         strings(invocations.iter().map(|i| i.error.as_deref())),
         strings(invocations.iter().map(|i| i.exchange.response_excerpt.as_deref())),
-    ];
-    crate::state::columns::append(conn, "invocations", columns)?;
-    let kept: Vec<&Exchange> =
-        invocations.iter().map(|i| &i.exchange).filter(|x| x.request_body.is_some()).collect();
-    if kept.is_empty() {
-        return Ok(());
-    }
-    let now = timestamp(chrono::Utc::now().timestamp_micros());
-    let mut appender = conn.appender_to_catalog_and_db("invocation_bodies", "state", "main")?;
-    for x in kept {
-        appender.append_row(duckdb::params![
-            run_id,
-            sync,
-            x.invocation_id,
-            x.request_body,
-            x.response_body,
-            now.clone()
-        ])?;
-    }
-    appender.flush()
+    ]
 }
 
 /// Records that `sync` starts in run `run_id`, with `planned` rows to invoke.

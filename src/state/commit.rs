@@ -128,8 +128,8 @@ pub fn commit_outcomes(
     }
 }
 
-/// Appends acknowledged changes to the journal as one Arrow batch: column by column, which
-/// costs the single writer less than binding every value of every row on its own.
+/// Appends acknowledged changes to the journal column by column, which costs the single
+/// writer less than binding every value of every row on its own.
 fn append_journal(
     conn: &Connection,
     sync: &str,
@@ -137,21 +137,22 @@ fn append_journal(
     rows: &[Acknowledged],
 ) -> duckdb::Result<()> {
     use crate::state::columns::{repeated, repeated_timestamp, strings};
-    use duckdb::arrow::array::{ArrayRef, Int32Array};
+    use duckdb::arrow::array::Int32Array;
 
-    let n = rows.len();
     let now = chrono::Utc::now().timestamp_micros();
-    let columns: Vec<ArrayRef> = vec![
-        repeated(sync, n),
-        strings(rows.iter().map(|r| Some(r.key.as_str()))),
-        strings(rows.iter().map(|r| Some(r.operation.as_str()))),
-        strings(rows.iter().map(|r| Some(r.row.as_str()))),
-        repeated(run_id, n),
-        repeated_timestamp(now, n),
-        strings(rows.iter().map(|r| Some(r.invocation_id.as_str()))),
-        std::sync::Arc::new(rows.iter().map(|r| r.attempt as i32).collect::<Int32Array>()),
-    ];
-    crate::state::columns::append(conn, "journal", columns)
+    crate::state::columns::append(conn, "journal", rows, |rows| {
+        let n = rows.len();
+        vec![
+            repeated(sync, n),
+            strings(rows.iter().map(|r| Some(r.key.as_str()))),
+            strings(rows.iter().map(|r| Some(r.operation.as_str()))),
+            strings(rows.iter().map(|r| Some(r.row.as_str()))),
+            repeated(run_id, n),
+            repeated_timestamp(now, n),
+            strings(rows.iter().map(|r| Some(r.invocation_id.as_str()))),
+            std::sync::Arc::new(rows.iter().map(|r| r.attempt as i32).collect::<Int32Array>()),
+        ]
+    })
 }
 
 /// Rows that were not delivered enter the pending set, or update their entry there
