@@ -86,6 +86,25 @@ impl Outcomes {
     pub fn rows(&self) -> usize {
         self.acknowledged.len() + self.not_delivered.len()
     }
+
+    /// About how many bytes of text these outcomes hold: row texts, keys, reasons, and the
+    /// bodies of invocations that keep them.
+    pub fn bytes(&self) -> usize {
+        let acknowledged: usize = self.acknowledged.iter().map(|a| a.row.len() + a.key.len()).sum();
+        let not_delivered: usize =
+            self.not_delivered.iter().map(|n| n.key.len() + n.reason.len()).sum();
+        let bodies: usize = self
+            .history
+            .invocations
+            .iter()
+            .map(|i| {
+                let x = &i.exchange;
+                x.request_body.as_ref().map_or(0, String::len)
+                    + x.response_body.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        acknowledged + not_delivered + bodies
+    }
 }
 
 /// Commits invocation outcomes in one transaction: acknowledged changes are appended to
