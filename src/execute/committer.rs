@@ -6,8 +6,8 @@
 //! leaves the processor to the invocations; an outcome waits at most that window, plus
 //! one transaction, before it is durable.
 //!
-//! The queue holds at most about [`QUEUED_ROWS`] rows and [`QUEUED_BYTES`] bytes of row
-//! text: when the writer falls behind, the dispatcher waits to hand over its next outcome,
+//! The queue holds at most about [`QUEUED_ROWS`] rows and [`QUEUED_BYTES`] bytes of
+//! outcomes: when the writer falls behind, the dispatcher waits to hand over its next outcome,
 //! and so starts no new invocation, which keeps an apply's memory bounded by the work in
 //! flight, however large its rows.
 
